@@ -1,0 +1,185 @@
+"""The ``imae-kit`` command line: argument handling and printing only (the work lives elsewhere)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from imae_kit.errors import ImaeKitError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Group(click.Group):
+    """Turns a user's mistake (ImaeKitError) into one or two lines and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImaeKitError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="imae-kit")
+def cli() -> None:
+    """Information Maximization Autoencoders (IMAE) and baselines, from TOML recipes."""
+
+
+@cli.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override a recipe value, e.g. --set vars.beta=4 --set train.lr=1e-4 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/NAME, never overwritten).")
+@click.option("--steps", type=click.IntRange(min=1), help="Train for N optimisation steps instead of the recipe's budget.")
+@click.option("--resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue a run from its last checkpoint (RECIPE optional: defaults to RUN_DIR/recipe.toml).")
+@click.option("--allow-change", "allow_changes", multiple=True, metavar="KEY",
+              help="With --resume: allow the recipe to differ in KEY (e.g. train.steps).")
+@click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: int | None, resume: str | None,
+        allow_changes: Sequence[str], no_eval: bool, quiet: bool) -> None:
+    """Train RECIPE (then evaluate it and draw its figures) into a run directory."""
+    from imae_kit.train import run as run_recipe
+
+    outcome = run_recipe(recipe, overrides=tuple(overrides), out=out, steps=steps, resume=resume,
+                         allow_changes=tuple(allow_changes), evaluate=not no_eval, progress=not quiet,
+                         console=err_console)
+    result = outcome.train
+    _print_summary(result)
+    if outcome.evaluation is not None:
+        _print_eval(outcome.evaluation, title=f"evaluation: {result.run_dir.path}")
+        console.print(f"report: {result.run_dir.path / 'report.md'}")
+    if result.status == "interrupted":
+        err_console.print(f"[yellow]stopped at step {result.steps} of {result.total_steps}; continue with:[/] "
+                          f"imae-kit run --resume {result.run_dir.path}")
+        sys.exit(130)
+
+
+def _print_summary(result: Any) -> None:
+    table = Table(title=f"{result.run_dir.path}  ({result.status}, step {result.steps}/{result.total_steps}, "
+                        f"{result.seconds:.1f} s)", show_lines=False)
+    table.add_column("term")
+    table.add_column("sense")
+    table.add_column("value (nats)", justify="right")
+    table.add_column("weight", justify="right")
+    table.add_column("contribution to loss", justify="right")
+    for label, r in result.final.get("terms", {}).items():
+        table.add_row(label, r["sense"], f"{r['value']:.4f}", f"{r['weight']:g}", f"{r['contribution']:.4f}")
+    if result.final:
+        table.add_row("[bold]loss[/]", "minimize", f"{result.final['loss']:.4f}", "", "")
+    console.print(table)
+
+
+def _print_eval(evaluation: dict[str, Any], title: str) -> None:
+    from imae_kit.evaluate import headline
+
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in headline(evaluation):
+        table.add_row(name, value if isinstance(value, str) else f"{value:.4f}")
+    console.print(table)
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def eval_command(run_dir: str, quiet: bool) -> None:
+    """Evaluate a run directory: eval.json, figures/ and report.md, and print the headline numbers."""
+    from imae_kit.runs import RunDir
+    from imae_kit.train import evaluate_run
+
+    rd = RunDir.open(run_dir)
+    evaluation = evaluate_run(rd, progress=not quiet)
+    _print_eval(evaluation, title=f"evaluation: {rd.path}")
+    console.print(f"report: {rd.path / 'report.md'}")
+
+
+@cli.command()
+def terms() -> None:
+    """List every registered objective term: sense, what it is, parameters."""
+    from imae_kit.compare import term_rows
+
+    table = Table(title="objective terms (value in nats; loss = -sum sign * weight * value)", show_lines=True)
+    table.add_column("name", style="bold")
+    table.add_column("sense")
+    table.add_column("what it is")
+    table.add_column("params (default)")
+    table.add_column("from")
+    for row in term_rows():
+        table.add_row(row["name"], row["sense"], row["doc"], row["params"], row["module"])
+    console.print(table)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a recipe value (repeatable).")
+def show(recipe: str, overrides: Sequence[str]) -> None:
+    """Print RECIPE resolved (after ${vars} and --set) and its objective as a weighted sum."""
+    from imae_kit.recipe import load_recipe
+    from imae_kit.train import resolved_recipe_text
+
+    r = load_recipe(recipe, overrides)
+    console.print(f"[bold]{r.name}[/]  {r.description}")
+    console.print(Syntax(resolved_recipe_text(r), "toml", theme="ansi_dark", background_color="default"))
+    console.print("[bold]objective[/]  " + r.objective_formula(), highlight=False)
+    monitored = [t.label for t in r.objective.terms if t.weight.always_zero]
+    if monitored:
+        console.print("[bold]monitored only[/]  " + ", ".join(monitored), highlight=False)
+
+
+@cli.command()
+@click.argument("items", nargs=-1, required=True)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override applied to every recipe.")
+def compare(items: Sequence[str], overrides: Sequence[str]) -> None:
+    """Compare recipes or run directories side by side, term by term (weights, params, final values)."""
+    from imae_kit.compare import comparison
+
+    if len(items) < 2:
+        raise click.UsageError("give at least two recipes or run directories")
+    cmp = comparison(list(items), overrides=tuple(overrides))
+    table = Table(title="objectives term by term: weight [params] / final value (nats)", show_lines=True)
+    table.add_column("term", style="bold")
+    for col in cmp.columns:
+        table.add_column(col, overflow="fold")
+    for row in cmp.term_rows:
+        table.add_row(*row)
+    if cmp.eval_rows:
+        table.add_section()
+        for row in cmp.eval_rows:
+            table.add_row(*row)
+    console.print(table)
+
+
+def _attach_data_commands() -> None:
+    try:
+        from imae_kit.data.commands import data
+    except ImportError:  # pragma: no cover - the data commands are part of the package
+        return
+    cli.add_command(data)
+
+
+_attach_data_commands()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``imae-kit`` console script."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="imae-kit", standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

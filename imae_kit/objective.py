@@ -1,0 +1,121 @@
+"""The objective: a weighted sum of registered terms (PAPER.md eq. 10 and the baselines of Figure 1).
+
+    loss = - sum_i sign_i * weight_i(step) * value_i,   sign = +1 to maximise, -1 to minimise
+
+Terms whose weight is 0 at a step (monitor-only ones included) are not optimised; they are computed
+only on logging steps, so monitoring costs nothing on the other steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import attrs
+import torch
+
+from imae_kit import registry
+from imae_kit.recipe import ObjectiveSpec, Schedule
+from imae_kit.step import Step
+
+
+@attrs.frozen(eq=False)
+class WeightedTerm:
+    """A term with its label, weight schedule and sense (+1 maximise, -1 minimise)."""
+
+    label: str
+    name: str
+    term: Callable[[Step], torch.Tensor]
+    weight: Schedule
+    sign: float
+    monitored_only: bool = False
+
+    @property
+    def sense(self) -> str:
+        """'maximize' or 'minimize'."""
+        return "maximize" if self.sign > 0 else "minimize"
+
+
+@attrs.frozen(eq=False)
+class TermRecord:
+    """What one term measured at one step: raw value (nats), weight, and its contribution to the loss."""
+
+    value: float
+    weight: float
+    contribution: float
+    sense: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form for metrics.jsonl."""
+        return {"value": self.value, "weight": self.weight, "contribution": self.contribution, "sense": self.sense}
+
+
+@attrs.frozen(eq=False)
+class ObjectiveOutput:
+    """The loss to minimise and, for logging steps, every term's record (else an empty dict)."""
+
+    loss: torch.Tensor
+    records: dict[str, TermRecord]
+    active_values: dict[str, torch.Tensor]
+
+
+class NonFiniteTermError(ArithmeticError):
+    """Raised by the objective when a term's value is NaN or infinite; names the term."""
+
+    def __init__(self, label: str, value: float, step: int):
+        super().__init__(f"term {label!r} returned {value} at step {step}")
+        self.label = label
+        self.value = value
+        self.step = step
+
+
+class Objective:
+    """A weighted sum of terms built from a recipe's [objective]."""
+
+    def __init__(self, terms: list[WeightedTerm]):
+        if not terms:
+            raise ValueError("an objective needs at least one term")
+        self.terms = terms
+
+    @classmethod
+    def from_spec(cls, spec: ObjectiveSpec, *, where: str = "") -> "Objective":
+        """Build each term through the registry (params validated there)."""
+        terms = []
+        for t in spec.terms:
+            instance = registry.build("term", t.name, dict(t.params), where=where)
+            sign = 1.0 if type(instance).sense == "maximize" else -1.0
+            terms.append(WeightedTerm(label=t.label, name=t.name, term=instance, weight=t.weight, sign=sign,
+                                      monitored_only=t.monitored_only))
+        return cls(terms)
+
+    def __call__(self, step: Step, *, log: bool = False) -> ObjectiveOutput:
+        """Compute the loss at ``step.step``; with ``log`` also every other term's value (no gradient kept)."""
+        loss: torch.Tensor | None = None
+        records: dict[str, TermRecord] = {}
+        active: dict[str, torch.Tensor] = {}
+        for wt in self.terms:
+            w = wt.weight.at(step.step)
+            if w != 0.0:
+                value = wt.term(step)
+                contribution = -wt.sign * w * value
+                loss = contribution if loss is None else loss + contribution
+                active[wt.label] = value
+                if log:
+                    v = float(value.detach())
+                    records[wt.label] = TermRecord(v, w, -wt.sign * w * v, wt.sense)
+            elif log:
+                v = float(wt.term(step).detach())
+                records[wt.label] = TermRecord(v, 0.0, 0.0, wt.sense)
+        if loss is None:
+            loss = step.x.new_zeros(())
+        return ObjectiveOutput(loss=loss, records=records, active_values=active)
+
+    def check_finite(self, out: ObjectiveOutput, step: int) -> None:
+        """Raise NonFiniteTermError naming the first optimised term whose value is not finite."""
+        if math.isfinite(float(out.loss.detach())):
+            return
+        for label, value in out.active_values.items():
+            v = float(value.detach())
+            if not math.isfinite(v):
+                raise NonFiniteTermError(label, v, step)
+        raise NonFiniteTermError("(the weighted sum)", float(out.loss.detach()), step)

@@ -1,0 +1,232 @@
+"""The run directory: resolved recipe, status, metrics.jsonl, checkpoint, evaluation and report.
+
+    RUN_DIR/
+      recipe.toml       the resolved recipe (after ${vars} and --set): `imae-kit run RUN_DIR/recipe.toml` repeats it
+      run.json          status (running, completed, diverged, interrupted), timings, versions, why it stopped
+      metrics.jsonl     one line per logged step: loss, lr and every term's value, weight and contribution
+      checkpoint.pt     the last good checkpoint (model, optimiser, scheduler, RNG states, step); atomic writes
+      summary.json      final values of every term
+      eval.json, figures/, report.md   written by the evaluation
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from imae_kit.errors import RunError
+
+RECIPE_FILE = "recipe.toml"
+STATUS_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+SUMMARY_FILE = "summary.json"
+EVAL_FILE = "eval.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a kill at any instant leaves the old file or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save through a temp file, flush, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: a checkpoint from elsewhere cannot run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"no checkpoint at {path}; the run stopped before its first checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise RunError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+
+
+class RunDir:
+    """One run's directory and the files in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def recipe_path(self) -> Path:
+        """The resolved recipe."""
+        return self.path / RECIPE_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """metrics.jsonl."""
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The last good checkpoint."""
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def status_path(self) -> Path:
+        """run.json."""
+        return self.path / STATUS_FILE
+
+    @classmethod
+    def create(cls, name: str, out: str | Path | None = None, base: str | Path = "runs") -> "RunDir":
+        """A new run directory: ``out`` if given (must not exist or be empty), else ``base/name``,
+        ``base/name-2``, ... (an existing directory is never overwritten)."""
+        if out is not None:
+            p = Path(out)
+            if p.exists() and (not p.is_dir() or any(p.iterdir())):
+                raise RunError(f"run directory {p} already exists and is not empty; choose another --out, "
+                               f"or continue it with: imae-kit run --resume {p}")
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunError(f"cannot create run directory {p}: {exc.strerror}") from exc
+            return cls(p)
+        base = Path(base)
+        for i in range(1, 10_000):
+            p = base / (name if i == 1 else f"{name}-{i}")
+            try:
+                p.mkdir(parents=True, exist_ok=False)
+                return cls(p)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RunError(f"cannot create run directory {p}: {exc.strerror}") from exc
+        raise RunError(f"too many runs named {name!r} under {base}; clean up or pass --out")
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An existing run directory (must hold recipe.toml)."""
+        p = Path(path)
+        if not p.is_dir():
+            raise RunError(f"run directory {p} not found")
+        if not (p / RECIPE_FILE).is_file():
+            raise RunError(f"{p} is not a run directory (no {RECIPE_FILE}); pass the folder `imae-kit run` made")
+        return cls(p)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def read_status(self) -> dict[str, Any]:
+        """run.json as a dict ({} if absent)."""
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into run.json (atomically) and return the result."""
+        status = self.read_status()
+        status.update(fields)
+        status.setdefault("python", platform.python_version())
+        status.setdefault("torch", torch.__version__)
+        atomic_write_text(self.status_path, json.dumps(status, indent=2, default=str) + "\n")
+        return status
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to metrics.jsonl and flush it to disk."""
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete line of metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
+        return list(self.iter_metrics())
+
+    def iter_metrics(self) -> Iterator[dict[str, Any]]:
+        """Iterate the complete lines of metrics.jsonl."""
+        if not self.metrics_path.is_file():
+            return
+        with open(self.metrics_path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    break
+
+    def truncate_metrics(self, up_to_step: int) -> None:
+        """Keep only lines with step <= ``up_to_step`` (used when resuming from a checkpoint)."""
+        keep = [r for r in self.iter_metrics() if r.get("step", 0) <= up_to_step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+
+    # -- json files ------------------------------------------------------------------------
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Atomically write ``data`` as RUN_DIR/name."""
+        p = self.path / name
+        atomic_write_text(p, json.dumps(data, indent=2, default=str) + "\n")
+        return p
+
+    def read_json(self, name: str) -> Any:
+        """RUN_DIR/name as JSON, or None if absent."""
+        p = self.path / name
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{p} is not valid JSON ({exc}); it may have been edited by hand") from exc

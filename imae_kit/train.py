@@ -1,0 +1,428 @@
+"""The training loop: seeded, repeatable, resumable, with a progress bar and a log of every term.
+
+A run is a function of (recipe, seed): the data order of epoch e is a permutation drawn from a
+generator seeded with (seed, e), the model is initialised after ``torch.manual_seed(seed)``, and the
+checkpoint holds every RNG state, so a resumed run continues bit for bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import attrs
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from imae_kit import registry
+from imae_kit.data.base import ArrayDataset, DataSplits
+from imae_kit.errors import DivergenceError, RunError
+from imae_kit.model import HybridAutoencoder, build_model
+from imae_kit.objective import NonFiniteTermError, Objective
+from imae_kit.recipe import Recipe, dump_toml, parse_recipe
+from imae_kit.runs import RunDir, atomic_torch_save, load_checkpoint
+from imae_kit.step import Step
+
+CHECKPOINT_FORMAT = 1
+
+
+@attrs.frozen
+class TrainResult:
+    """What a finished (or stopped) run reports."""
+
+    run_dir: RunDir
+    status: str
+    steps: int
+    total_steps: int
+    seconds: float
+    final: dict[str, Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else the CPU; an unavailable device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"train.device = {name!r} but no CUDA device is available; use --set train.device=cpu")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise RunError("train.device = 'mps' but MPS is not available; use --set train.device=cpu")
+    return torch.device(name)
+
+
+def load_data(recipe: Recipe) -> DataSplits:
+    """Build the recipe's data set through the registry and load its splits."""
+    entry = registry.build("dataset", recipe.data.name, dict(recipe.data.params), where=f"{recipe.source}: [data]")
+    return entry.load()
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The data order of ``epoch``: a permutation of ``n`` that depends only on (seed, epoch)."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
+    return torch.randperm(n, generator=g)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches per epoch (the last partial batch is dropped: the batch estimators want equal sizes)."""
+    return n // batch_size
+
+
+def total_steps(recipe: Recipe, n: int) -> int:
+    """The run's budget in optimisation steps."""
+    if recipe.train.steps is not None:
+        return recipe.train.steps
+    return recipe.train.epochs * steps_per_epoch(n, recipe.train.batch_size)
+
+
+def index_batches(seed: int, n: int, batch_size: int, start_step: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (epoch, indices) from optimisation step ``start_step`` on, forever."""
+    per_epoch = steps_per_epoch(n, batch_size)
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        perm = epoch_permutation(seed, epoch, n)
+        for b in range(offset, per_epoch):
+            yield epoch, perm[b * batch_size:(b + 1) * batch_size]
+        epoch, offset = epoch + 1, 0
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state a step may touch, as tensors and plain values (loadable with weights_only)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": list(random.getstate()[1]),
+        "python_version": int(random.getstate()[0]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states saved by ``rng_state``."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and python's random."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    """Adam or momentum SGD with an exponential per-epoch decay (PAPER.md, Architectures)."""
+    t = recipe.train
+    if t.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=t.lr_decay)
+    return opt, sched
+
+
+class _StopFlag:
+    """Ctrl-C during training sets a flag checked between steps; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@contextmanager
+def _graceful_sigint(flag: _StopFlag) -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, flag.handler)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """Trains a recipe's model on its data, writing everything into a run directory."""
+
+    def __init__(self, recipe: Recipe, run_dir: RunDir, *, steps: int | None = None, progress: bool = True,
+                 console: Console | None = None, splits: DataSplits | None = None):
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.console = console or Console(stderr=True)
+        self.progress_enabled = progress
+        self.device = resolve_device(recipe.train.device)
+        self.splits = splits if splits is not None else load_data(recipe)
+        self.train_set: ArrayDataset = self.splits.train
+        n = len(self.train_set)
+        if steps_per_epoch(n, recipe.train.batch_size) == 0:
+            raise RunError(f"{recipe.source}: train.batch_size = {recipe.train.batch_size} is larger than the "
+                           f"training set ({n} examples); lower it")
+        self.steps_per_epoch = steps_per_epoch(n, recipe.train.batch_size)
+        self.total_steps = steps if steps is not None else total_steps(recipe, n)
+        seed_everything(recipe.train.seed)
+        self.model: HybridAutoencoder = build_model(recipe.model, self.train_set.image_shape,
+                                                    where=f"{recipe.source}: ").to(self.device)
+        self.objective = Objective.from_spec(recipe.objective, where=f"{recipe.source}: [objective]")
+        self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
+        self.step = 0
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        """Atomically replace the run's checkpoint with the current state."""
+        atomic_torch_save(self.checkpoint_state(), self.run_dir.checkpoint_path)
+        self.run_dir.write_status(checkpoint_step=self.step)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Load a checkpoint's model, optimiser, scheduler, RNG states and step."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise RunError(f"{self.run_dir.checkpoint_path}: unknown checkpoint format {state.get('format')!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def make_step(self, x: torch.Tensor, step: int) -> Step:
+        """Encode, sample and decode one batch into the Step every term reads."""
+        posterior = self.model.encode(x)
+        samples = self.model.sample_latents(posterior)
+        likelihood = self.model.decode(samples.y, samples.z)
+        return Step(x=x, posterior=posterior, samples=samples, likelihood=likelihood, encode=self.model.encode,
+                    dataset_size=len(self.train_set), step=step)
+
+    def run(self, *, resume: bool = False) -> TrainResult:
+        """Train to the budget (or from the checkpoint, with ``resume``); return what happened."""
+        rd = self.run_dir
+        if resume and rd.checkpoint_path.is_file():
+            self.restore(load_checkpoint(rd.checkpoint_path, map_location=self.device))
+            rd.truncate_metrics(self.step)
+        elif resume:
+            rd.truncate_metrics(0)
+        else:
+            rd.write_status(name=self.recipe.name, source=self.recipe.source, created=time.time())
+            if rd.metrics_path.exists():
+                rd.metrics_path.unlink()
+        rd.write_status(status="running", total_steps=self.total_steps, stop_reason=None)
+        flag = _StopFlag()
+        started = time.perf_counter()
+        previous_seconds = float(rd.read_status().get("train_seconds", 0.0)) if resume else 0.0
+        last_records: dict[str, Any] = {}
+        self.model.train()
+        clip = self.recipe.train.grad_clip
+        ckpt_every = self.recipe.train.checkpoint_every
+        log_every = self.recipe.train.log_every
+        status = "completed"
+        with self._progress() as progress, _graceful_sigint(flag):
+            task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=0, info="")
+            batches = index_batches(self.recipe.train.seed, len(self.train_set), self.recipe.train.batch_size,
+                                    self.step)
+            while self.step < self.total_steps:
+                epoch, index = next(batches)
+                while self.scheduler.last_epoch < epoch:  # per-epoch learning-rate decay
+                    self.scheduler.step()
+                x = self.train_set.get_batch(index).x.to(self.device, non_blocking=True)
+                log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
+                out = self.objective(self.make_step(x, self.step), log=log)
+                try:
+                    self.objective.check_finite(out, self.step)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                          max_norm=clip if clip > 0 else math.inf)
+                    if not math.isfinite(float(norm)):
+                        raise NonFiniteTermError("(gradient norm)", float(norm), self.step)
+                except NonFiniteTermError as exc:
+                    return self._diverged(exc, started, previous_seconds)
+                self.optimizer.step()
+                self.step += 1
+                if log:
+                    record = {"step": self.step, "epoch": epoch, "loss": float(out.loss.detach()),
+                              "lr": self.optimizer.param_groups[0]["lr"],
+                              "terms": {k: r.as_dict() for k, r in out.records.items()}}
+                    rd.append_metrics(record)
+                    last_records = record
+                    progress.update(task, info=self._info(record))
+                progress.update(task, completed=self.step, epoch=epoch)
+                if ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps:
+                    self.save_checkpoint()
+                if flag.requested:
+                    status = "interrupted"
+                    break
+        self.save_checkpoint()
+        seconds = previous_seconds + time.perf_counter() - started
+        reason = None
+        if status == "interrupted":
+            reason = (f"interrupted by Ctrl-C at step {self.step} of {self.total_steps}; "
+                      f"continue with: imae-kit run --resume {rd.path}")
+        rd.write_status(status=status, step=self.step, train_seconds=seconds, stop_reason=reason, finished=time.time())
+        final = {k: v for k, v in last_records.get("terms", {}).items()}
+        rd.write_json("summary.json", {"status": status, "step": self.step, "total_steps": self.total_steps,
+                                       "train_seconds": seconds, "loss": last_records.get("loss"), "terms": final})
+        return TrainResult(run_dir=rd, status=status, steps=self.step, total_steps=self.total_steps,
+                           seconds=seconds, final=last_records)
+
+    def _diverged(self, exc: NonFiniteTermError, started: float, previous_seconds: float) -> TrainResult:
+        seconds = previous_seconds + time.perf_counter() - started
+        have = self.run_dir.checkpoint_path.is_file()
+        ckpt = (f"the last good checkpoint (step {self.run_dir.read_status().get('checkpoint_step')}) is kept"
+                if have else "no checkpoint had been written yet (see train.checkpoint_every)")
+        message = (f"training diverged at step {exc.step}: {exc.label} became {exc.value}; {ckpt}. "
+                   f"Lower train.lr, set train.grad_clip, or check that term")
+        self.run_dir.write_status(status="diverged", step=exc.step, train_seconds=seconds, stop_reason=message,
+                                  diverged_term=exc.label, finished=time.time())
+        raise DivergenceError(message)
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            disable=not self.progress_enabled,
+            transient=False,
+        )
+
+    @staticmethod
+    def _info(record: dict[str, Any]) -> str:
+        parts = [f"loss {record['loss']:.4g}"]
+        for label, r in record["terms"].items():
+            parts.append(f"{label} {r['value']:.3g}")
+        return " | ".join(parts)
+
+
+def resolved_recipe_text(recipe: Recipe) -> str:
+    """The recipe after ${vars} and overrides, as TOML (what the run directory keeps)."""
+    return dump_toml(recipe.resolved)
+
+
+def check_same_recipe(saved_text: str, recipe: Recipe, source: str) -> list[str]:
+    """The dotted keys where ``recipe`` differs from the saved resolved recipe (empty if the same)."""
+    saved = parse_recipe(saved_text, source=source).resolved
+    return _diff(saved, dict(recipe.resolved), "")
+
+
+def _diff(a: Any, b: Any, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            if k == "vars":
+                continue  # vars are already substituted into the values that matter
+            out += _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += _diff(x, y, f"{prefix}.{i}")
+        return out
+    return [] if a == b else [prefix]
+
+
+@attrs.frozen
+class RunOutcome:
+    """A finished ``run``: the training result and, if evaluated, the evaluation dict."""
+
+    train: TrainResult
+    evaluation: dict[str, Any] | None
+
+
+def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | None = None,
+        steps: int | None = None, resume: str | None = None, allow_changes: tuple[str, ...] = (),
+        evaluate: bool = True, progress: bool = True, console: Console | None = None,
+        runs_base: str = "runs") -> RunOutcome:
+    """Train a recipe into a new run directory (or continue one with ``resume``), then evaluate it."""
+    from imae_kit.recipe import load_recipe
+
+    console = console or Console(stderr=True)
+    if resume is not None:
+        rd = RunDir.open(resume)
+        saved_text = rd.recipe_path.read_text()
+        if rd.read_status().get("status") == "completed" and steps is None and not overrides:
+            raise RunError(f"{rd.path} already completed; to train further pass --steps N (more than before) "
+                           f"with --allow-change train.steps")
+        recipe = load_recipe(recipe_path or rd.recipe_path, overrides, steps=steps)
+        changed = check_same_recipe(saved_text, recipe, str(rd.recipe_path))
+        refused = [c for c in changed if not any(c == a or c.startswith(a + ".") for a in allow_changes)]
+        if refused:
+            raise RunError(f"cannot resume {rd.path}: the recipe differs in {', '.join(refused)}; resume with the "
+                           f"same recipe, or allow a change explicitly with --allow-change {refused[0]}")
+        if changed:
+            from imae_kit.runs import atomic_write_text
+
+            atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+            rd.write_status(changed_on_resume=sorted(set(rd.read_status().get("changed_on_resume", []) + changed)))
+    else:
+        if recipe_path is None:
+            raise RunError("give a recipe file, or --resume RUN_DIR")
+        recipe = load_recipe(recipe_path, overrides, steps=steps)
+        rd = RunDir.create(recipe.name, out=out, base=runs_base)
+        from imae_kit.runs import atomic_write_text
+
+        atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+    trainer = Trainer(recipe, rd, progress=progress, console=console)
+    result = trainer.run(resume=resume is not None)
+    evaluation = None
+    if evaluate and result.status == "completed":
+        evaluation = evaluate_run(rd, recipe=recipe, model=trainer.model, splits=trainer.splits,
+                                  progress=progress, train_seconds=result.seconds)
+    return RunOutcome(train=result, evaluation=evaluation)
+
+
+def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoencoder | None = None,
+                 splits: DataSplits | None = None, progress: bool = True,
+                 train_seconds: float | None = None) -> dict[str, Any]:
+    """Evaluate a run directory's model (loading it from the checkpoint if not given); write eval.json etc."""
+    from imae_kit.evaluate import EvalSettings, evaluate
+    from imae_kit.recipe import load_recipe
+
+    if recipe is None:
+        recipe = load_recipe(rd.recipe_path)
+    if splits is None:
+        splits = load_data(recipe)
+    if model is None:
+        model = build_model(recipe.model, splits.train.image_shape, where=f"{recipe.source}: ")
+        state = load_checkpoint(rd.checkpoint_path)
+        model.load_state_dict(state["model"])
+    if train_seconds is None:
+        train_seconds = rd.read_status().get("train_seconds")
+    settings = EvalSettings(**dict(recipe.eval))
+    line = f"{recipe.name}: {recipe.objective_formula()}  [data {recipe.data.name}, seed {recipe.train.seed}]"
+    device = next(model.parameters()).device
+    return evaluate(model.to(device), splits, out_dir=rd.path, settings=settings, metrics_path=rd.metrics_path,
+                    progress=progress, recipe_line=line, train_seconds=train_seconds)
