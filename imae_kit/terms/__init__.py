@@ -1,0 +1,10 @@
+"""The built-in objective terms, grouped by family; importing this package registers them all.
+
+Each term reads a Step and returns its natural quantity in nats (per example, batch mean); its
+class attribute ``sense`` says whether the objective maximises or minimises it (PAPER.md eq. 10 and
+"The baselines").
+"""
+
+from imae_kit.terms import baselines, gaussian, information, reconstruction
+
+__all__ = ["baselines", "gaussian", "information", "reconstruction"]

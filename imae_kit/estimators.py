@@ -1,0 +1,153 @@
+"""Batch estimators of the aggregate posterior p(z) = mean_n p(z|x_n) and of categorical entropies.
+
+Everything is in log space and vectorised. Shapes: ``z``, ``mu`` and ``sigma`` are [B, K] (batch first,
+K = K1 continuous dimensions); the pairwise matrix is [B, B, K] with entry [i, j, k] = log p(z_ik | x_j);
+categorical inputs are normalised log-probabilities [B, K2]. All results are in nats.
+
+Aggregate densities (PAPER.md, Appendix B) are importance-weighted mixtures over the batch,
+
+    log p(z_i)  ~= logsumexp_j [ log w_ij + sum_k log p(z_ik | x_j) ]
+    log p(z_ik) ~= logsumexp_j [ log w_ij +       log p(z_ik | x_j) ]
+
+with one of three weight matrices w (``estimator``):
+
+- ``"batch"``: w_ij = 1/B, the estimator PAPER.md Appendix B writes; biased, consistent, needs no N.
+- ``"mws"``: minibatch-weighted sampling (Chen et al. 2018, sec. 4.1): w_ij = 1/(N B). It is a lower
+  bound whose value is the batch estimate minus log N in every log-density, so a total correlation
+  shifts by +(K-1) log N and a sum of K marginal KLs by -K log N; the gradients equal the batch
+  estimator's. Use it to reproduce beta-TCVAE, not to read off a KL value.
+- ``"mss"``: minibatch-stratified sampling (Chen et al. 2018, appendix). Derived here from the
+  stratified identity p(z) = (1/N) p(z|x_i) + ((N-1)/N) * mean_{n != i} p(z|x_n): sample x_i belongs to
+  the stratum {x_i} (weight 1/N, known exactly) and the other B-1 batch members are a simple random
+  sample, without replacement, of the other N-1 stratum, whose mean they estimate without bias. So
+  w_ii = 1/N and w_ij = (N-1) / (N (B-1)) for j != i; each row sums to 1 and the inner sum is an
+  unbiased estimate of p(z_i) (tests/test_estimators.py checks this by enumerating every batch).
+  Chen et al.'s published matrix gives the same diagonal and the same off-diagonal total (N-1)/N but
+  splits it unevenly (1/(B-1) on B-2 members, (N-B+1)/(N(B-1)) on one designated member); both are
+  unbiased and differ by O(1/(N B)) per weight; the symmetric split here treats every member alike.
+  With N = B it reduces exactly to the batch estimator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+ESTIMATORS = ("batch", "mws", "mss")
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def log_normal_density(z: torch.Tensor, mu: torch.Tensor | float, sigma: torch.Tensor | float) -> torch.Tensor:
+    """Elementwise log N(z; mu, sigma^2) (the Gaussian densities of PAPER.md, Model); broadcasts."""
+    mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
+    sigma = torch.as_tensor(sigma, dtype=z.dtype, device=z.device)
+    return -0.5 * ((z - mu) / sigma).square() - sigma.log() - _HALF_LOG_2PI
+
+
+def log_density_matrix(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """log p(z_ik | x_j) for all pairs: z, mu, sigma [B, K] -> [B, B, K], index [i, j, k] (PAPER.md App. B)."""
+    if z.shape != mu.shape or mu.shape != sigma.shape or z.dim() != 2:
+        raise ValueError(f"z, mu and sigma must all be [B, K]; got {tuple(z.shape)}, {tuple(mu.shape)}, {tuple(sigma.shape)}")
+    return log_normal_density(z.unsqueeze(1), mu.unsqueeze(0), sigma.unsqueeze(0))
+
+
+def log_importance_weights(batch_size: int, estimator: str = "batch", dataset_size: int | None = None, *,
+                           dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+    """log w_ij [B, B] of the batch, MWS or MSS estimator of p(z_i) = sum_j w_ij p(z_i|x_j) (PAPER.md App. B)."""
+    b = int(batch_size)
+    if b < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if estimator == "batch":
+        return torch.full((b, b), -math.log(b), dtype=dtype, device=device)
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    if dataset_size is None or int(dataset_size) < b:
+        raise ValueError(
+            f"estimator {estimator!r} needs the data-set size N >= batch size {b}; got N = {dataset_size!r}"
+        )
+    n = int(dataset_size)
+    if estimator == "mws":
+        return torch.full((b, b), -math.log(n * b), dtype=dtype, device=device)
+    # "mss"
+    if b < 2:
+        raise ValueError("estimator 'mss' needs a batch of at least 2 examples")
+    off = math.log(n - 1) - math.log(n) - math.log(b - 1)
+    log_w = torch.full((b, b), off, dtype=dtype, device=device)
+    log_w.fill_diagonal_(-math.log(n))
+    return log_w
+
+
+def _weighted_logsumexp(log_q: torch.Tensor, estimator: str, dataset_size: int | None) -> torch.Tensor:
+    """logsumexp_j (log w_ij + log_q[i, j, ...]) over dim 1 of a [B, B, ...] tensor."""
+    b = log_q.shape[0]
+    if log_q.dim() < 2 or log_q.shape[1] != b:
+        raise ValueError(f"expected a pairwise matrix [B, B, ...], got {tuple(log_q.shape)}")
+    log_w = log_importance_weights(b, estimator, dataset_size, dtype=log_q.dtype, device=log_q.device)
+    log_w = log_w.reshape(b, b, *([1] * (log_q.dim() - 2)))
+    return torch.logsumexp(log_q + log_w, dim=1)
+
+
+def log_aggregate_density(log_q: torch.Tensor, estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
+    """log p(z_i) [B] from the [B, B, K] matrix: logsumexp_j sum_k log p(z_ik|x_j) + log w_ij (PAPER.md App. B)."""
+    return _weighted_logsumexp(log_q.sum(dim=2), estimator, dataset_size)
+
+
+def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
+    """log p(z_ik) [B, K] from the [B, B, K] matrix: logsumexp_j log p(z_ik|x_j) + log w_ij (PAPER.md App. B)."""
+    return _weighted_logsumexp(log_q, estimator, dataset_size)
+
+
+def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
+                      dataset_size: int | None = None) -> torch.Tensor:
+    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)], a scalar (PAPER.md eq. 10, App. B)."""
+    log_q = log_density_matrix(z, mu, sigma)
+    joint = log_aggregate_density(log_q, estimator, dataset_size)
+    marginals = log_aggregate_marginals(log_q, estimator, dataset_size).sum(dim=1)
+    return (joint - marginals).mean()
+
+
+def marginal_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
+                          estimator: str = "batch", dataset_size: int | None = None, *,
+                          per_dimension: bool = False) -> torch.Tensor:
+    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B); [K] if per_dimension."""
+    marginals = log_aggregate_marginals(log_density_matrix(z, mu, sigma), estimator, dataset_size)
+    kl = (marginals - log_normal_density(z, 0.0, scale)).mean(dim=0)
+    return kl if per_dimension else kl.sum()
+
+
+def aggregate_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
+                           estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
+    """KL(p(z) || N(0, scale^2 I)) ~= mean_i [log p(z_i) - log r(z_i)], term (5) of PAPER.md's baselines (App. B)."""
+    joint = log_aggregate_density(log_density_matrix(z, mu, sigma), estimator, dataset_size)
+    return (joint - log_normal_density(z, 0.0, scale).sum(dim=1)).mean()
+
+
+def _finite(log_probs: torch.Tensor) -> torch.Tensor:
+    """Replace log 0 = -inf by the most negative finite number, so that 0 log 0 = 0 without NaN gradients."""
+    return log_probs.clamp_min(torch.finfo(log_probs.dtype).min)
+
+
+def categorical_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum_y p(y) log p(y) over the last dim of normalised log-probabilities [..., K2] -> [...] (PAPER.md eq. 7)."""
+    return -(log_probs.exp() * _finite(log_probs)).sum(dim=-1)
+
+
+def log_mean_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """log p(y) = log mean_n p(y|x_n): [B, K2] -> [K2], computed by logsumexp (PAPER.md eq. 7)."""
+    return torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
+
+
+def discrete_mutual_information(log_probs: torch.Tensor) -> torch.Tensor:
+    """Batch I(x;y) = H(mean_n p(y|x_n)) - mean_n H(p(y|x_n)) from log p(y|x_n) [B, K2], a scalar (PAPER.md eq. 7)."""
+    return categorical_entropy(log_mean_probs(log_probs)) - categorical_entropy(log_probs).mean()
+
+
+def categorical_kl_to_uniform(log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(p || Uniform(K2)) = log K2 - H(p) over the last dim [..., K2] -> [...] (PAPER.md, baselines, r(y) uniform)."""
+    return math.log(log_probs.shape[-1]) - categorical_entropy(log_probs)
+
+
+def categorical_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) = sum_y p(y) (log p(y) - log q(y)) over the last dim [..., K2] -> [...] (PAPER.md eq. 11, VAT)."""
+    return (log_p.exp() * (_finite(log_p) - _finite(log_q))).sum(dim=-1)

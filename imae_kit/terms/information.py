@@ -1,0 +1,126 @@
+"""Terms on the discrete code y: the batch mutual information I(x;y) and virtual adversarial smoothness."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from typing import Any, Callable, ClassVar, Iterator
+
+import attrs
+import torch
+from torch import nn
+
+from imae_kit.estimators import categorical_kl, discrete_mutual_information
+from imae_kit.params import float_field, int_field
+from imae_kit.registry import register_term
+from imae_kit.step import Step
+
+
+@register_term("discrete_mi")
+@attrs.frozen
+class DiscreteMutualInformation:
+    """I(x;y) on the batch: H(mean_n p(y|x_n)) - mean_n H(p(y|x_n)) (PAPER.md eq. 7).
+
+    Exact for the empirical distribution of the batch; computed over the global batch (Step.gather),
+    since the estimate improves as the batch grows (PAPER.md Prop. 2). At most log K2.
+    """
+
+    sense: ClassVar[str] = "maximize"
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        """Batch I(x;y) from the gathered log p(y|x_n), in nats."""
+        return discrete_mutual_information(step.gather(step.posterior.logits))
+
+
+def module_behind(encode: Callable[..., Any]) -> nn.Module | None:
+    """The nn.Module that ``encode`` runs: the module itself, the owner of a bound method, or inside a partial."""
+    if isinstance(encode, nn.Module):
+        return encode
+    owner = getattr(encode, "__self__", None)
+    if isinstance(owner, nn.Module):
+        return owner
+    if isinstance(encode, functools.partial):
+        return module_behind(encode.func)
+    return None
+
+
+@contextlib.contextmanager
+def running_statistics_frozen(module: nn.Module | None) -> Iterator[None]:
+    """Within the block, normalisation layers in training mode use batch statistics but do not update
+    their running statistics (nor num_batches_tracked); on exit every flag is restored.
+
+    Extra forward passes (VAT's perturbed inputs) must not move BatchNorm's running mean and variance,
+    which are what the model uses at evaluation. We switch ``track_running_stats`` off on every
+    submodule in training mode that has it on: PyTorch's BatchNorm then normalises with the batch
+    statistics and leaves its buffers alone. Saving and copying the buffers back instead would be
+    wrong here: the copy bumps their autograd version and breaks the main backward pass.
+    """
+    switched: list[nn.Module] = []
+    if module is not None:
+        for m in module.modules():
+            if m.training and getattr(m, "track_running_stats", False) is True:
+                m.track_running_stats = False
+                switched.append(m)
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.track_running_stats = True
+
+
+def _unit_rows(d: torch.Tensor) -> torch.Tensor:
+    """Scale each example (dim 0) of ``d`` to unit L2 norm; divide by the max first to avoid underflow."""
+    flat = d.reshape(d.shape[0], -1)
+    tiny = torch.finfo(d.dtype).tiny
+    flat = flat / flat.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
+    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(tiny)
+    return flat.reshape(d.shape)
+
+
+@register_term("vat")
+@attrs.frozen
+class VirtualAdversarialSmoothness:
+    """Virtual adversarial loss E_x KL(p(y|x) || p(y|x + r_adv)), ||r_adv|| = eps (PAPER.md eq. 11, footnote 2).
+
+    r_adv approximates argmax_{||r|| <= eps} KL(p(y|x) || p(y|x + r)) by ``power_iterations`` steps of
+    the power method on the Hessian of that KL at r = 0, each Hessian-vector product taken by a finite
+    difference of step ``xi`` (Miyato et al. 2018, who use xi = 1e-6 and one iteration; those are the
+    defaults). eps = 1 as in every experiment of the paper. The norm is per example over all pixels.
+
+    PAPER.md eq. 11 writes the cross-entropy H(p(y|x), p(y|x+r)); it equals this KL plus H(p(y|x)),
+    which carries no gradient because the target p(y|x) is detached, so we report the KL (0 for a
+    perfectly smooth encoder). Gradients reach the encoder only through p(y|x + r_adv).
+
+    The extra forward passes go through ``step.encode`` with the running statistics of normalisation
+    layers frozen (see ``running_statistics_frozen``), found through the module that ``step.encode``
+    belongs to: pass a bound method such as ``model.encode`` or the encoder module itself.
+    """
+
+    sense: ClassVar[str] = "minimize"
+    eps: float = float_field(1.0, min=0.0, min_exclusive=True, doc="radius of the adversarial perturbation (L2, per example)")
+    xi: float = float_field(1e-6, min=0.0, min_exclusive=True, doc="finite-difference step of the power method (Miyato et al.)")
+    power_iterations: int = int_field(1, min=1, doc="power-method iterations to find the adversarial direction")
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        """Mean over the batch of KL(p(y|x) || p(y|x + r_adv)) in nats."""
+        x = step.x.detach()
+        target = step.posterior.logits.detach()
+        module = module_behind(step.encode)
+        if module is None:
+            warnings.warn("vat: step.encode is not an nn.Module nor a bound method of one; BatchNorm running "
+                          "statistics cannot be protected from VAT's extra forward passes", stacklevel=2)
+        with running_statistics_frozen(module):
+            r_adv = self.adversarial_perturbation(step.encode, x, target)
+            return categorical_kl(target, step.encode(x + r_adv).logits).mean()
+
+    def adversarial_perturbation(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                                 target: torch.Tensor) -> torch.Tensor:
+        """r_adv [B, ...]: eps times the unit direction found by the power method (no graph attached)."""
+        d = torch.randn_like(x)
+        for _ in range(self.power_iterations):
+            d = (self.xi * _unit_rows(d)).requires_grad_(True)
+            with torch.enable_grad():
+                kl = categorical_kl(target, encode(x + d).logits).sum()
+                (d,) = torch.autograd.grad(kl, d)
+        return self.eps * _unit_rows(d.detach())
