@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -24,7 +25,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ImaeKitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
 
 
@@ -74,7 +75,7 @@ def _print_summary(result: Any) -> None:
     table.add_column("weight", justify="right")
     table.add_column("contribution to loss", justify="right")
     for label, r in result.final.get("terms", {}).items():
-        table.add_row(label, r["sense"], f"{r['value']:.4f}", f"{r['weight']:g}", f"{r['contribution']:.4f}")
+        table.add_row(escape(label), r["sense"], f"{r['value']:.4f}", f"{r['weight']:g}", f"{r['contribution']:.4f}")
     if result.final:
         table.add_row("[bold]loss[/]", "minimize", f"{result.final['loss']:.4f}", "", "")
     console.print(table)
@@ -87,7 +88,7 @@ def _print_eval(evaluation: dict[str, Any], title: str) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name, value in headline(evaluation):
-        table.add_row(name, value if isinstance(value, str) else f"{value:.4f}")
+        table.add_row(escape(name), escape(value) if isinstance(value, str) else f"{value:.4f}")
     console.print(table)
 
 
@@ -117,7 +118,7 @@ def terms() -> None:
     table.add_column("params (default)")
     table.add_column("from")
     for row in term_rows():
-        table.add_row(row["name"], row["sense"], row["doc"], row["params"], row["module"])
+        table.add_row(*(escape(row[k]) for k in ("name", "sense", "doc", "params", "module")))
     console.print(table)
 
 
@@ -151,13 +152,13 @@ def compare(items: Sequence[str], overrides: Sequence[str]) -> None:
     table = Table(title="objectives term by term: weight [params] / final value (nats)", show_lines=True)
     table.add_column("term", style="bold")
     for col in cmp.columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(escape(col), overflow="fold")
     for row in cmp.term_rows:
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     if cmp.eval_rows:
         table.add_section()
         for row in cmp.eval_rows:
-            table.add_row(*row)
+            table.add_row(*(escape(c) for c in row))
     console.print(table)
 
 

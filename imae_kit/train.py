@@ -313,7 +313,7 @@ class Trainer:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             console=self.console,
             disable=not self.progress_enabled,
             transient=False,

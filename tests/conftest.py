@@ -1,0 +1,94 @@
+"""Shared fixtures: small recipes on the built-in toy data set, and a CLI runner."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+# Shrinks any shipped recipe to the toy data set and small networks, keeping its objective.
+TOY_OVERRIDES = (
+    'data={ name = "toy_shapes" }',
+    "model.latent_continuous=4",
+    "model.latent_discrete=3",
+    "model.encoder.hidden=[64]",
+    "model.decoder.hidden=[64]",
+    "model.encoder.batch_norm=false",
+    'train.optimizer="adam"',
+    "train.lr=0.003",
+    "train.batch_size=49",
+    "train.log_every=20",
+    "train.lr_decay=1.0",
+    "eval={}",
+)
+
+MINIMAL_RECIPE = textwrap.dedent(
+    """\
+    name = "toy"
+    description = "a small recipe for tests"
+
+    [vars]
+    beta = 2.0
+
+    [data]
+    name = "toy_shapes"
+
+    [model]
+    latent_continuous = 4
+    latent_discrete = 3
+
+    [model.encoder]
+    hidden = [32]
+
+    [model.decoder]
+    hidden = [32]
+
+    [objective]
+    monitor = ["discrete_mi"]
+
+    [[objective.terms]]
+    name = "reconstruction"
+    weight = 1.0
+
+    [[objective.terms]]
+    name = "marginal_kl"
+    weight = "${beta}"
+
+    [train]
+    optimizer = "adam"
+    lr = 0.003
+    batch_size = 49
+    steps = 30
+    log_every = 10
+    """
+)
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    """Write recipe text (default: MINIMAL_RECIPE) to tmp_path/NAME and return its path."""
+
+    def write(text: str = MINIMAL_RECIPE, name: str = "recipe.toml") -> Path:
+        p = tmp_path / name
+        p.write_text(text)
+        return p
+
+    return write
+
+
+@pytest.fixture
+def cli_runner():
+    """Invoke the imae-kit CLI in-process; returns click's Result."""
+    from imae_kit.cli import cli
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
