@@ -1,0 +1,190 @@
+"""Where data sets live on disk, and how files get there safely.
+
+The data root (one directory for every data set) is, first match wins:
+
+1. the ``root`` parameter of a recipe's [data] table (or ``--root`` on ``imae-kit data``);
+2. the environment variable ``IMAE_KIT_DATA``;
+3. ``$XDG_CACHE_HOME/imae-kit``;
+4. ``~/.cache/imae-kit``.
+
+Every file is written atomically: into a temporary file in the same directory, flushed and
+fsync'ed, then renamed over the final name (and the directory fsync'ed). A crash or an exception
+mid-write leaves at most a ``.<name>.*.tmp`` file, which the next provisioning removes; the final
+name only ever holds a complete file. Provisioning holds an exclusive lock on ``<dir>/.lock`` so two
+runs started together do not both render or download the same data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from imae_kit.errors import DataError
+
+DATA_ENV_VAR = "IMAE_KIT_DATA"
+TEMP_SUFFIX = ".tmp"
+_CHUNK = 1 << 22  # 4 MiB
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else $IMAE_KIT_DATA, else $XDG_CACHE_HOME/imae-kit, else ~/.cache/imae-kit."""
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative value
+        return Path(xdg) / "imae-kit"
+    return Path.home() / ".cache" / "imae-kit"
+
+
+def root_source(root: str | os.PathLike | None = None) -> str:
+    """Which rule chose the data root (for ``imae-kit data list``)."""
+    if root is not None and str(root) != "":
+        return "--root / recipe 'root'"
+    if os.environ.get(DATA_ENV_VAR):
+        return f"${DATA_ENV_VAR}"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return "$XDG_CACHE_HOME/imae-kit"
+    return "~/.cache/imae-kit"
+
+
+def make_dir(path: Path) -> Path:
+    """Create ``path`` (and parents), turning a permission problem into a DataError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create the data directory {path}: {exc.strerror or exc}; "
+            f"choose another with ${DATA_ENV_VAR}=DIR or the recipe's data 'root'"
+        ) from exc
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for binary writing; on a clean exit fsync it and rename
+    it to ``path``; on any exception (KeyboardInterrupt included) delete it and re-raise."""
+    path = Path(path)
+    make_dir(path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    try:
+        # os.open with mode 0o666 lets the umask decide the final permissions (mkstemp would force 0600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise DataError(f"cannot write in {path.parent}: {exc.strerror or exc}; "
+                        f"choose another data root with ${DATA_ENV_VAR}=DIR") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete ``.*.tmp`` files left in ``directory`` by a killed writer (call with the lock held)."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def provisioning_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``directory/.lock`` (waits for another provisioner)."""
+    make_dir(directory)
+    lock_path = directory / ".lock"
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            remove_stale_temporaries(directory)
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(_CHUNK)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def human_size(n: int) -> str:
+    """Bytes as a short human string (binary units)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # unreachable
+
+
+def console() -> Console:
+    """The console progress and status go to (stderr, so stdout stays clean for results)."""
+    return Console(stderr=True)
+
+
+def progress_bar(*, quiet: bool = False, transfer: bool = False) -> Progress:
+    """A rich progress bar on stderr; ``transfer`` shows byte counts; ``quiet`` hides it."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn()]
+    if transfer:
+        columns.append(DownloadColumn())
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=console(), disable=quiet, transient=False)
+
+
+@contextlib.contextmanager
+def status(message: str, *, quiet: bool = False) -> Iterator[None]:
+    """A rich spinner on stderr while a step without a known length runs."""
+    if quiet:
+        yield
+        return
+    with console().status(message):
+        yield
