@@ -1,0 +1,199 @@
+"""The sampled MIG (Chen et al. 2018) and the histogram MIG (disentanglement_lib) against known answers."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import trapezoid
+
+from imae_kit.metrics.mig import (LatentFactorInformation, compute_mig, discrete_latent_factor_information,
+                                  histogram_latent_factor_information, label_factors, mutual_information_gap,
+                                  sampled_latent_factor_information)
+
+SIZES = (3, 5, 8, 6)
+NAMES = ("shape", "scale", "posX", "posY")
+
+
+def _grid(sizes=SIZES) -> torch.Tensor:
+    return torch.tensor(list(itertools.product(*[range(s) for s in sizes])), dtype=torch.long)
+
+
+def _centred(factors: torch.Tensor, sizes=SIZES) -> torch.Tensor:
+    """Each factor mapped to [-1, 1]."""
+    return torch.stack([factors[:, j].float() / (s - 1) * 2 - 1 for j, s in enumerate(sizes)], 1)
+
+
+def test_copying_each_factor_into_its_own_dimension_scores_near_one():
+    g = torch.Generator().manual_seed(0)
+    factors = _grid()
+    n = len(factors)
+    values = _centred(factors)
+    mu = torch.cat([values + 0.01 * torch.randn(n, 4, generator=g), torch.randn(n, 2, generator=g)], 1)
+    sigma = torch.cat([torch.full((n, 4), 0.01), torch.ones(n, 2)], 1)
+    info = sampled_latent_factor_information(mu, sigma, factors, factor_names=NAMES, num_samples=1500, generator=g)
+    mig = mutual_information_gap(info)
+    assert mig.score > 0.97, mig.gaps
+    assert mig.top == ("z0", "z1", "z2", "z3")
+    # the copies carry (almost) all of each factor's entropy, log |v_j| on a full grid
+    assert torch.allclose(info.factor_entropies, torch.log(torch.tensor(SIZES, dtype=torch.float64)))
+    diag = info.matrix[torch.arange(4), torch.arange(4)]
+    assert torch.all((diag - info.factor_entropies).abs() < 0.03), diag
+    hist = mutual_information_gap(histogram_latent_factor_information(mu, factors, bins=20, factor_names=NAMES))
+    assert hist.score > 0.95
+
+
+def test_mixing_the_factors_scores_near_zero():
+    # z = H v / 2 with H a 4 x 4 Hadamard matrix: every factor is equally present in every latent
+    g = torch.Generator().manual_seed(1)
+    sizes = (6, 6, 6, 6)
+    factors = _grid(sizes)
+    hadamard = torch.tensor([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], dtype=torch.float32)
+    mu = _centred(factors, sizes) @ hadamard.T / 2
+    sigma = torch.full_like(mu, 0.05)
+    info = sampled_latent_factor_information(mu, sigma, factors, num_samples=1500, generator=g)
+    assert torch.all(info.matrix > 0.05)  # informative, just not disentangled
+    assert mutual_information_gap(info).score < 0.05
+    assert mutual_information_gap(histogram_latent_factor_information(mu, factors), clamp=False).score < 0.05
+
+
+def test_ignoring_the_factors_scores_near_zero():
+    g = torch.Generator().manual_seed(2)
+    factors = _grid()
+    n = len(factors)
+    mu = torch.randn(n, 5, generator=g)
+    sigma = torch.full((n, 5), 0.3)
+    info = sampled_latent_factor_information(mu, sigma, factors, num_samples=1500, generator=g)
+    assert torch.all(info.matrix.abs() < 0.03)
+    assert mutual_information_gap(info).score < 0.03
+
+
+def test_two_value_factor_matches_numerical_integration():
+    # z | v ~ N(v d, s^2) exactly, v uniform on {0, 1}: I(z; v) = H(mixture) - H(N(0, s^2))
+    d, s = 1.0, 0.5
+    v = torch.arange(4000) % 2
+    mu = (v.float() * d)[:, None].repeat(1, 2)
+    mu[:, 1] = 0.0                     # a second, uninformative dimension
+    sigma = torch.full_like(mu, s)
+    grid = np.linspace(-6, 7, 200001)
+    dens = 0.5 * (np.exp(-0.5 * (grid / s) ** 2) + np.exp(-0.5 * ((grid - d) / s) ** 2)) / (s * math.sqrt(2 * math.pi))
+    h_mix = -trapezoid(dens * np.log(dens), grid)
+    exact = h_mix - 0.5 * math.log(2 * math.pi * math.e * s * s)
+    g = torch.Generator().manual_seed(3)
+    info = sampled_latent_factor_information(mu, sigma, v[:, None], num_samples=4000, generator=g)
+    assert abs(float(info.matrix[0, 0]) - exact) < 0.02, (float(info.matrix[0, 0]), exact)
+    assert abs(float(info.matrix[1, 0])) < 0.01
+
+
+def test_result_does_not_depend_on_the_chunk_size():
+    factors = _grid()
+    n = len(factors)
+    g0 = torch.Generator().manual_seed(4)
+    mu = _centred(factors) + 0.3 * torch.randn(n, 4, generator=g0)
+    sigma = torch.full_like(mu, 0.2)
+    a = sampled_latent_factor_information(mu, sigma, factors, num_samples=300,
+                                          generator=torch.Generator().manual_seed(5), chunk_elements=1 << 12)
+    b = sampled_latent_factor_information(mu, sigma, factors, num_samples=300,
+                                          generator=torch.Generator().manual_seed(5), chunk_elements=1 << 22)
+    assert torch.allclose(a.matrix, b.matrix, atol=1e-5)
+
+
+def _brute_force_discrete_mi(y_probs: torch.Tensor, v: torch.Tensor) -> float:
+    n, k = y_probs.shape
+    values = sorted(set(v.tolist()))
+    q = [sum(float(y_probs[i, c]) for i in range(n)) / n for c in range(k)]
+    h = -sum(p * math.log(p) for p in q if p > 0)
+    cond = 0.0
+    for val in values:
+        rows = [i for i in range(n) if int(v[i]) == val]
+        qv = [sum(float(y_probs[i, c]) for i in rows) / len(rows) for c in range(k)]
+        cond += len(rows) / n * -sum(p * math.log(p) for p in qv if p > 0)
+    return h - cond
+
+
+def test_discrete_latent_information_is_exact():
+    factors = _grid((3, 4))
+    y = torch.nn.functional.one_hot(factors[:, 0], 3).double()
+    mi = discrete_latent_factor_information(y, factors)
+    assert abs(float(mi[0]) - math.log(3)) < 1e-12 and abs(float(mi[1])) < 1e-12
+    g = torch.Generator().manual_seed(6)
+    soft = torch.softmax(torch.randn(len(factors), 3, generator=g) * 2, -1).double()
+    mi = discrete_latent_factor_information(soft, factors)
+    for j in range(2):
+        assert abs(float(mi[j]) - _brute_force_discrete_mi(soft, factors[:, j])) < 1e-10
+
+
+def _reference_histogram_mig(mu: np.ndarray, factors: np.ndarray, bins: int) -> tuple[np.ndarray, float]:
+    """disentanglement_lib's histogram MIG written out with explicit loops over points, bins and values."""
+    n, num_latents = mu.shape
+    codes = np.zeros((n, num_latents), dtype=int)
+    for k in range(num_latents):
+        lo, hi = mu[:, k].min(), mu[:, k].max()
+        width = (hi - lo) / bins
+        for i in range(n):
+            b = 0
+            for e in range(bins):          # the last edge at or below the value (the maximum: last bin)
+                if mu[i, k] >= lo + e * width:
+                    b = e
+            codes[i, k] = b
+    num_factors = factors.shape[1]
+    mi = np.zeros((num_latents, num_factors))
+    ent = np.zeros(num_factors)
+    for j in range(num_factors):
+        values = sorted(set(factors[:, j]))
+        pv = {v: np.mean(factors[:, j] == v) for v in values}
+        ent[j] = -sum(p * math.log(p) for p in pv.values())
+        for k in range(num_latents):
+            for b in range(bins):
+                pb = np.mean(codes[:, k] == b)
+                for v in values:
+                    pbv = np.mean((codes[:, k] == b) & (factors[:, j] == v))
+                    if pbv > 0:
+                        mi[k, j] += pbv * math.log(pbv / (pb * pv[v]))
+    gaps = []
+    for j in range(num_factors):
+        s = sorted(mi[:, j], reverse=True)
+        gaps.append((s[0] - s[1]) / ent[j])
+    return mi, float(np.mean(gaps))
+
+
+def test_histogram_mig_agrees_with_a_brute_force_reference():
+    factors = _grid((3, 4, 5))
+    g = torch.Generator().manual_seed(7)
+    mu = torch.cat([_centred(factors, (3, 4, 5)), torch.zeros(len(factors), 1)], 1)
+    mu = mu + 0.4 * torch.randn(mu.shape, generator=g, dtype=torch.float64).float()
+    ref_mi, ref_score = _reference_histogram_mig(mu.double().numpy(), factors.numpy(), bins=7)
+    info = histogram_latent_factor_information(mu, factors, bins=7)
+    assert np.allclose(info.matrix.numpy(), ref_mi, atol=1e-12)
+    assert abs(mutual_information_gap(info, clamp=False).score - ref_score) < 1e-12
+
+
+def test_compute_mig_reports_both_variants():
+    g = torch.Generator().manual_seed(8)
+    factors = _grid()
+    n = len(factors)
+    values = _centred(factors)
+    mu = torch.cat([values[:, 1:] + 0.01 * torch.randn(n, 3, generator=g), torch.randn(n, 2, generator=g)], 1)
+    sigma = torch.cat([torch.full((n, 3), 0.01), torch.ones(n, 2)], 1)
+    probs = torch.nn.functional.one_hot(factors[:, 0], 3).float()
+    assert label_factors(factors, factors[:, 0]) == [0]
+    out = compute_mig(mu, sigma, factors, factor_names=NAMES, probs=probs, z_factors=NAMES[1:], num_samples=800,
+                      generator=g)
+    assert out["z_only"]["factors"] == list(NAMES[1:]) and "y" not in out["z_only"]["latents"]
+    assert out["z_only"]["score"] > 0.95
+    assert out["with_y"]["top_latent"]["shape"] == "y"
+    assert out["with_y"]["score"] > 0.95
+    assert abs(out["with_y"]["gaps"]["shape"] - 1.0) < 0.02
+    matrix = torch.tensor(out["mutual_information"]["nats"])
+    assert matrix.shape == (6, 4)
+    assert out["histogram"]["z_only"]["score"] > 0.9 and out["histogram"]["with_y"]["score"] > 0.9
+
+
+def test_mig_needs_two_latents():
+    info = LatentFactorInformation(latent_names=("z0",), factor_names=("v",), matrix=torch.zeros(1, 1),
+                                   factor_entropies=torch.ones(1))
+    with pytest.raises(ValueError):
+        mutual_information_gap(info)
