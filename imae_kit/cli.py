@@ -67,8 +67,9 @@ def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: in
 
 
 def _print_summary(result: Any) -> None:
-    table = Table(title=f"{result.run_dir.path}  ({result.status}, step {result.steps}/{result.total_steps}, "
-                        f"{result.seconds:.1f} s)", show_lines=False)
+    console.print(f"[bold]{escape(str(result.run_dir.path))}[/]  ({result.status}, step {result.steps}/"
+                  f"{result.total_steps}, {result.seconds:.1f} s)", highlight=False, soft_wrap=True)
+    table = Table(show_lines=False)
     table.add_column("term")
     table.add_column("sense")
     table.add_column("value (nats)", justify="right")

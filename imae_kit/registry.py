@@ -175,6 +175,13 @@ def build(kind: str, name: str, params: dict[str, Any], *, where: str = "") -> A
     missing = [f for f, a in fields.items() if a.default is attrs.NOTHING and f not in params]
     if missing:
         raise RecipeError(f"{prefix}{kind} {name!r} needs parameter {missing[0]!r}")
+    for key, value in params.items():  # converters do not know their field's name: check each one here
+        converter = fields[key].converter
+        if converter is not None:
+            try:
+                converter(value)
+            except (TypeError, ValueError) as exc:
+                raise RecipeError(f"{prefix}{kind} {name!r}, parameter {key!r}: {exc}") from exc
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
