@@ -48,12 +48,14 @@ def log_normal_density(z: torch.Tensor, mu: torch.Tensor | float, sigma: torch.T
 def log_density_matrix(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """log p(z_ik | x_j) for all pairs: z, mu, sigma [B, K] -> [B, B, K], index [i, j, k] (PAPER.md App. B)."""
     if z.shape != mu.shape or mu.shape != sigma.shape or z.dim() != 2:
-        raise ValueError(f"z, mu and sigma must all be [B, K]; got {tuple(z.shape)}, {tuple(mu.shape)}, {tuple(sigma.shape)}")
+        shapes = ", ".join(str(tuple(t.shape)) for t in (z, mu, sigma))
+        raise ValueError(f"z, mu and sigma must all be [B, K]; got {shapes}")
     return log_normal_density(z.unsqueeze(1), mu.unsqueeze(0), sigma.unsqueeze(0))
 
 
 def log_importance_weights(batch_size: int, estimator: str = "batch", dataset_size: int | None = None, *,
-                           dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+                           dtype: torch.dtype = torch.float32,
+                           device: torch.device | str | None = None) -> torch.Tensor:
     """log w_ij [B, B] of the batch, MWS or MSS estimator of p(z_i) = sum_j w_ij p(z_i|x_j) (PAPER.md App. B)."""
     b = int(batch_size)
     if b < 1:
@@ -88,19 +90,21 @@ def _weighted_logsumexp(log_q: torch.Tensor, estimator: str, dataset_size: int |
     return torch.logsumexp(log_q + log_w, dim=1)
 
 
-def log_aggregate_density(log_q: torch.Tensor, estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
+def log_aggregate_density(log_q: torch.Tensor, estimator: str = "batch",
+                          dataset_size: int | None = None) -> torch.Tensor:
     """log p(z_i) [B] from the [B, B, K] matrix: logsumexp_j sum_k log p(z_ik|x_j) + log w_ij (PAPER.md App. B)."""
     return _weighted_logsumexp(log_q.sum(dim=2), estimator, dataset_size)
 
 
-def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
+def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch",
+                            dataset_size: int | None = None) -> torch.Tensor:
     """log p(z_ik) [B, K] from the [B, B, K] matrix: logsumexp_j log p(z_ik|x_j) + log w_ij (PAPER.md App. B)."""
     return _weighted_logsumexp(log_q, estimator, dataset_size)
 
 
 def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
                       dataset_size: int | None = None) -> torch.Tensor:
-    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)], a scalar (PAPER.md eq. 10, App. B)."""
+    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)] (PAPER.md eq. 10, App. B)."""
     log_q = log_density_matrix(z, mu, sigma)
     joint = log_aggregate_density(log_q, estimator, dataset_size)
     marginals = log_aggregate_marginals(log_q, estimator, dataset_size).sum(dim=1)
@@ -110,9 +114,9 @@ def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, es
 def marginal_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
                           estimator: str = "batch", dataset_size: int | None = None, *,
                           per_dimension: bool = False) -> torch.Tensor:
-    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B); [K] if per_dimension."""
+    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B)."""
     marginals = log_aggregate_marginals(log_density_matrix(z, mu, sigma), estimator, dataset_size)
-    kl = (marginals - log_normal_density(z, 0.0, scale)).mean(dim=0)
+    kl = (marginals - log_normal_density(z, 0.0, scale)).mean(dim=0)  # [K], one KL per dimension
     return kl if per_dimension else kl.sum()
 
 
@@ -129,7 +133,7 @@ def _finite(log_probs: torch.Tensor) -> torch.Tensor:
 
 
 def categorical_entropy(log_probs: torch.Tensor) -> torch.Tensor:
-    """H(p) = -sum_y p(y) log p(y) over the last dim of normalised log-probabilities [..., K2] -> [...] (PAPER.md eq. 7)."""
+    """H(p) = -sum_y p(y) log p(y) from normalised log-probabilities [..., K2] -> [...] (PAPER.md eq. 7)."""
     return -(log_probs.exp() * _finite(log_probs)).sum(dim=-1)
 
 

@@ -54,7 +54,7 @@ def mmd_squared(a: torch.Tensor, b: torch.Tensor, kernel: str, bandwidth: float)
 @register_term("mmd")
 @attrs.frozen
 class MaximumMeanDiscrepancy:
-    """InfoVAE's MMD^2(p(z), N(0, s^2 I)) between the batch z and as many prior draws (Zhao et al.; PAPER.md, baselines (5)).
+    """InfoVAE's MMD^2(p(z), N(0, s^2 I)): batch z against as many prior draws (Zhao et al.; PAPER.md, baselines).
 
     The MMD form InfoVAE itself uses in place of the KL(p(z)||r(z)) that PAPER.md writes. Unbiased
     U-statistic estimate, so it can be slightly negative; it is a squared kernel distance, not nats.

@@ -79,7 +79,8 @@ class AggregateKL:
 
     sense: ClassVar[str] = "minimize"
     latent: str = choice_field("both", LATENTS, doc=_LATENT_DOC)
-    estimator: str = choice_field("batch", ESTIMATORS, doc="batch estimator of p(z) for the z part: 'batch', 'mws' or 'mss'")
+    estimator: str = choice_field("batch", ESTIMATORS,
+                                  doc="batch estimator of p(z) for the z part: 'batch', 'mws' or 'mss'")
 
     def __call__(self, step: Step) -> torch.Tensor:
         """KL of the aggregate posterior(s) to the prior(s), in nats."""

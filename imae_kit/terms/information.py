@@ -102,8 +102,10 @@ class VirtualAdversarialSmoothness:
     """
 
     sense: ClassVar[str] = "minimize"
-    eps: float = float_field(1.0, min=0.0, min_exclusive=True, doc="radius of the adversarial perturbation (L2, per example)")
-    xi: float = float_field(1e-6, min=0.0, min_exclusive=True, doc="finite-difference step of the power method (Miyato et al.)")
+    eps: float = float_field(1.0, min=0.0, min_exclusive=True,
+                             doc="radius of the adversarial perturbation (L2, per example)")
+    xi: float = float_field(1e-6, min=0.0, min_exclusive=True,
+                            doc="finite-difference step of the power method (Miyato et al.)")
     power_iterations: int = int_field(1, min=1, doc="power-method iterations to find the adversarial direction")
 
     def __call__(self, step: Step) -> torch.Tensor:
@@ -124,7 +126,7 @@ class VirtualAdversarialSmoothness:
         d = _unit_rows(torch.randn_like(x))
         for _ in range(self.power_iterations):
             probe = (self.xi * d).requires_grad_(True)
-            with torch.enable_grad():
+            with torch.enable_grad(), running_statistics_frozen(module_behind(encode)):
                 kl = categorical_kl(target, encode(x + probe).logits).sum()
                 (grad,) = torch.autograd.grad(kl, probe)
             # An example whose finite difference vanished below rounding (all-zero gradient) keeps its
