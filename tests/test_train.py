@@ -35,6 +35,7 @@ SENSE_CASES = [
     ("beta_vae", "posterior_kl", -1),
     ("infovae", "aggregate_kl", -1),
     ("jointvae", "capacity_kl", -1),
+    ("infovae_mmd", "mmd", -1),  # a plugin term (plugins/mmd.py), loaded by path from the recipe
 ]
 
 
