@@ -94,8 +94,9 @@ def _mig_encodings(model, splits: DataSplits, settings: EvalSettings, test_enc: 
     dataset = splits.train if settings.mig_split == "train" else splits.test
     if not getattr(dataset, "factor_names", ()):
         return None
-    if settings.mig_split == "test" and test_all and settings.mig_max_points in (0, len(dataset)):
-        return test_enc
+    if (dataset is splits.test and test_all and settings.mig_max_points in (0, len(dataset))
+            and test_enc.factors is not None):
+        return test_enc  # e.g. dSprites, whose evaluation set is its training set: encode it once
     idx = subset_indices(len(dataset), settings.mig_max_points, generator)
     return encode_dataset(model, dataset, batch_size=settings.batch_size, indices=idx, progress=progress,
                           description=f"encoding {settings.mig_split} split for the MIG")
