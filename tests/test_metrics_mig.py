@@ -197,3 +197,21 @@ def test_mig_needs_two_latents():
                                    factor_entropies=torch.ones(1))
     with pytest.raises(ValueError):
         mutual_information_gap(info)
+
+
+@pytest.mark.slow
+def test_compiled_kernel_agrees_with_the_eager_one():
+    from imae_kit.metrics.mixture import choose_kernel
+
+    if choose_kernel("compiled", 1e12) != "compiled":
+        pytest.skip("torch.compile is not available here")
+    factors = _grid()
+    n = len(factors)
+    g0 = torch.Generator().manual_seed(9)
+    mu = _centred(factors) + 0.2 * torch.randn(n, 4, generator=g0)
+    sigma = torch.exp(torch.randn(n, 4, generator=g0) - 2)
+    runs = [sampled_latent_factor_information(mu, sigma, factors, num_samples=700, kernel=kernel,
+                                              generator=torch.Generator().manual_seed(10))
+            for kernel in ("eager", "compiled")]
+    assert runs[1].kernel == "compiled"
+    assert torch.allclose(runs[0].matrix, runs[1].matrix, atol=1e-4)
