@@ -94,8 +94,8 @@ def _mig_encodings(model, splits: DataSplits, settings: EvalSettings, test_enc: 
     dataset = splits.train if settings.mig_split == "train" else splits.test
     if not getattr(dataset, "factor_names", ()):
         return None
-    if (dataset is splits.test and test_all and settings.mig_max_points in (0, len(dataset))
-            and test_enc.factors is not None):
+    every_point = settings.mig_max_points == 0 or settings.mig_max_points >= len(dataset)
+    if dataset is splits.test and test_all and every_point and test_enc.factors is not None:
         return test_enc  # e.g. dSprites, whose evaluation set is its training set: encode it once
     idx = subset_indices(len(dataset), settings.mig_max_points, generator)
     return encode_dataset(model, dataset, batch_size=settings.batch_size, indices=idx, progress=progress,
@@ -222,8 +222,8 @@ def _evaluate(model, splits: DataSplits, out_dir: Path, settings: EvalSettings, 
     out["mig"] = None
     if settings.mig:
         with _timed(timings, "mig_encode"):
-            menc = _mig_encodings(model, splits, settings, enc, settings.max_points in (0, len(test)), gen,
-                                  progress)
+            test_all = settings.max_points == 0 or settings.max_points >= len(test)
+            menc = _mig_encodings(model, splits, settings, enc, test_all, gen, progress)
         if menc is not None and menc.factors is not None:
             mig_set = splits.train if settings.mig_split == "train" else splits.test
             names = tuple(mig_set.factor_names)
@@ -266,7 +266,8 @@ def _draw(model, test, enc: Encodings, out: dict, fig_dir: Path, settings: EvalS
     dims = cont["dimensions"]
     made["information"] = figures.information_figure(
         per_dim, torch.tensor([d["lower_bound"] for d in dims]), torch.tensor([d["upper_bound"] for d in dims]),
-        torch.tensor([d["mean_posterior_variance"] for d in dims]), torch.tensor([d["variance_of_means"] for d in dims]),
+        torch.tensor([d["mean_posterior_variance"] for d in dims]),
+        torch.tensor([d["variance_of_means"] for d in dims]),
         fig_dir / "information.png", discrete_information=out["discrete"]["mutual_information"],
         log_k=out["discrete"]["log_k"])
     if out.get("accuracy"):
@@ -323,6 +324,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell (the | of H(y|x) would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def _seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -339,7 +345,7 @@ def report_markdown(ev: dict[str, Any]) -> str:
               f"{ev['data']['split_size']} test points.",
               f"Training time: {_seconds(ev.get('train_seconds'))}; evaluation time: {_seconds(t.get('total'))}.",
               "", "## Headline numbers", "", "| measure | value |", "|---|---:|"]
-    lines += [f"| {n} | {_fmt(v)} |" for n, v in headline(ev)]
+    lines += [f"| {_cell(n)} | {_fmt(v)} |" for n, v in headline(ev)]
     c = ev["continuous"]
     lines += ["", "## Continuous dimensions (sorted by I(x;z_k))", "",
               "I(x;z_k) is a Monte-Carlo estimate over the aggregate posterior of "
@@ -357,16 +363,18 @@ def report_markdown(ev: dict[str, Any]) -> str:
                   f"Over {m['points']} points of the {m['split']} split. Sampled: Chen et al.'s estimator, "
                   f"{m['samples']} samples of q(z|x), each gap normalised by H(v_j). Histogram: "
                   f"{m['histogram']['bins']} equal-width bins of the means, as disentanglement_lib and disent.", "",
-                  "| factor | gap z only (sampled) | top latent | gap with y (sampled) | gap z only (histogram) |",
-                  "|---|---:|---|---:|---:|"]
+                  "| factor v_j | H(v_j) | gap, z only | top, z only | gap, z and y | top, z and y | "
+                  "histogram gap, z only | histogram gap, z and y |",
+                  "|---|---:|---:|---|---:|---|---:|---:|"]
+        with_y, hist = m.get("with_y") or {}, m["histogram"]
+        entropies = dict(zip(m["mutual_information"]["factors"], m["mutual_information"]["factor_entropies"]))
         for f in m["mutual_information"]["factors"]:
-            z_gap = m["z_only"]["gaps"].get(f)
-            y_gap = (m.get("with_y") or {}).get("gaps", {}).get(f)
-            h_gap = m["histogram"]["z_only"]["gaps"].get(f)
-            top = m["z_only"]["top_latent"].get(f) or (m.get("with_y") or {}).get("top_latent", {}).get(f, "")
-            lines.append(f"| {f} | {_fmt(z_gap) if z_gap is not None else '-'} | {top} | "
-                         f"{_fmt(y_gap) if y_gap is not None else '-'} | "
-                         f"{_fmt(h_gap) if h_gap is not None else '-'} |")
+            cells = [f, _fmt(entropies[f]),
+                     _fmt(m["z_only"]["gaps"].get(f, "-")), m["z_only"]["top_latent"].get(f, "-"),
+                     _fmt(with_y.get("gaps", {}).get(f, "-")), with_y.get("top_latent", {}).get(f, "-"),
+                     _fmt(hist["z_only"]["gaps"].get(f, "-")),
+                     _fmt((hist.get("with_y") or {}).get("gaps", {}).get(f, "-"))]
+            lines.append("| " + " | ".join(cells) + " |")
         if m.get("excluded_from_z_only"):
             lines.append("")
             lines.append(f"The z-only MIG leaves out {', '.join(m['excluded_from_z_only'])} (the class label, "
