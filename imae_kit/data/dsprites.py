@@ -19,7 +19,7 @@ Squares and ellipses match almost every official frame pixel for pixel, hearts w
 it is still a replica, and every description says so.
 
 Memory: the training set keeps the images bit-packed (one bit a pixel, 512 bytes an image,
-377 MB in all) and unpacks each batch with a 256-entry lookup table; nothing ever holds the 3 GB of
+377 MB in all) and unpacks each batch (numpy unpackbits); nothing ever holds the 3 GB of
 unpacked uint8. The replica is cached at ``<data root>/dsprites/dsprites_replica_v1.bin`` (see
 ``imae_kit.data.storage`` for the data root): a 4096-byte JSON header (format, grid, sha256 of the
 payload) followed by the packed rows, so ``np.memmap(path, np.uint8, "r", offset=4096,
@@ -130,13 +130,8 @@ class FactorGrid:
 
     def classes_of(self, index: torch.Tensor) -> torch.Tensor:
         """Factor class indices [B, 5] (shape, scale, orientation, posX, posY) of grid images ``index``."""
-        out = torch.empty(index.shape[0], 5, dtype=torch.long)
-        rest = index.to(torch.long)
-        for k in range(4, -1, -1):
-            size = self.sizes[k]
-            out[:, k] = torch.remainder(rest, size)
-            rest = torch.div(rest, size, rounding_mode="floor")
-        return out
+        classes = np.unravel_index(np.asarray(index.numpy(), dtype=np.int64), self.sizes)
+        return torch.from_numpy(np.stack(classes, axis=1).astype(np.int64, copy=False))
 
     def latents_classes(self, index: np.ndarray | None = None) -> np.ndarray:
         """[N, 6] int64 in the official columns (color, shape, scale, orientation, posX, posY)."""
@@ -325,11 +320,12 @@ def render_grid(grid: FactorGrid | None = None, *, threads: int | None = None,
 # --------------------------------------------------------------------------- the data set
 
 
-_UNPACK_TABLE = torch.tensor(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1), dtype=torch.float32)
-
-
 class DSpritesImages:
     """dSprites images kept bit-packed ([N, 512] uint8), unpacked per batch (ArrayDataset).
+
+    The unpacking runs in numpy, on one thread: for batches this small torch's intra-op threads cost
+    more than they save, and collapse when another process competes for the two cores
+    (benchmarks/data_speed.py measured both).
 
     ``indices`` selects a subset of the grid (an evaluation subset); ``None`` means all of it.
     ``latents_classes`` / ``latents_values``: [len, 6] numpy arrays, official columns (color, shape,
@@ -344,6 +340,7 @@ class DSpritesImages:
         if packed.shape[0] != len(grid):
             raise ValueError(f"{packed.shape[0]} packed images for a grid of {len(grid)}")
         self.packed = packed
+        self._packed_np = packed.numpy()
         self.grid = grid
         self.indices = None if indices is None else indices.to(torch.long)
         self.image_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
@@ -361,8 +358,8 @@ class DSpritesImages:
     def get_batch(self, index: torch.Tensor) -> Batch:
         """Pixels [B, 4096] float32 in {0, 1}; labels = shape class; factors [B, 5] class indices."""
         rows = index.to(torch.long) if self.indices is None else self.indices[index]
-        packed = self.packed.index_select(0, rows)
-        x = _UNPACK_TABLE.index_select(0, packed.reshape(-1).to(torch.long)).reshape(rows.shape[0], -1)
+        bits = np.unpackbits(self._packed_np[rows.numpy()], axis=1)  # [B, 4096] uint8, MSB first
+        x = torch.from_numpy(bits.astype(np.float32))
         factors = self.grid.classes_of(rows)
         return Batch(x=x, labels=factors[:, 0].clone(), factors=factors)
 
