@@ -4,7 +4,7 @@ Both train the MNIST networks of PAPER.md Appendix G with every IMAE term on (re
 VAT, Gaussian-matching KL, total correlation) on the same in-memory data, in the same process,
 alternating rounds so machine noise hits both alike. The composed side is the real ``Trainer.run``
 (data order, logging every ``log_every`` steps with the monitored terms, progress bar off, final
-checkpoint); the hand-written side is ``reference_loop.imae_loss`` with Adam/SGD in a bare loop.
+checkpoint); the hand-written side is ``reference_loop.imae_loss`` with Adam in a bare loop.
 
     python benchmarks/step_speed.py [--steps 150] [--rounds 3] [--batch-size 100]
 
@@ -59,7 +59,7 @@ def time_handwritten(splits: DataSplits, steps: int, batch_size: int, beta: floa
     torch.manual_seed(0)
     enc, dec = mnist_networks()
     params = list(enc.parameters()) + list(dec.parameters())
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    opt = torch.optim.Adam(params, lr=1e-3)  # as the recipe
     n = len(splits.train)
     perm = torch.randperm(n)
     start = time.perf_counter()
