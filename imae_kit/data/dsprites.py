@@ -94,11 +94,11 @@ class FactorGrid:
     (0 square, 1 ellipse, 2 heart). ``FactorGrid.full()`` is the official grid; tests use small ones.
     Image ``k`` of the grid has classes ``np.unravel_index(k, grid.sizes)`` (C order, posY fastest)."""
 
-    shape: tuple[int, ...] = attrs.field(converter=tuple)
-    scale: tuple[float, ...] = attrs.field(converter=tuple)
-    orientation: tuple[float, ...] = attrs.field(converter=tuple)
-    pos_x: tuple[float, ...] = attrs.field(converter=tuple)
-    pos_y: tuple[float, ...] = attrs.field(converter=tuple)
+    shape: tuple[int, ...] = attrs.field(converter=lambda v: tuple(int(x) for x in v))
+    scale: tuple[float, ...] = attrs.field(converter=lambda v: tuple(float(x) for x in v))
+    orientation: tuple[float, ...] = attrs.field(converter=lambda v: tuple(float(x) for x in v))
+    pos_x: tuple[float, ...] = attrs.field(converter=lambda v: tuple(float(x) for x in v))
+    pos_y: tuple[float, ...] = attrs.field(converter=lambda v: tuple(float(x) for x in v))
 
     @classmethod
     def full(cls) -> "FactorGrid":
@@ -618,9 +618,11 @@ class DSprites:
     all of them (``eval_size = 0``, as Chen et al. 2018 compute MIG) or a fixed random subset."""
 
     root: str | None = optional_str_field(
-        None, doc="data root holding dsprites/ (default: $IMAE_KIT_DATA, else $XDG_CACHE_HOME/imae-kit, else ~/.cache/imae-kit)")
+        None, doc="data root holding dsprites/, relative to the current directory (default: $IMAE_KIT_DATA, "
+                  "else $XDG_CACHE_HOME/imae-kit, else ~/.cache/imae-kit)")
     path: str | None = optional_str_field(
-        None, doc=f"the official {OFFICIAL_NPZ_NAME}, used instead of the replica")
+        None, doc=f"the official {OFFICIAL_NPZ_NAME}, used instead of the replica (read and packed at each "
+                  "load, about 10 s)")
     eval_size: int = int_field(0, min=0, doc="images in the evaluation set: 0 = all 737,280, else a fixed random subset")
     eval_seed: int = int_field(0, min=0, doc="seed of the evaluation subset (independent of the run's seed)")
     auto_fetch: bool = bool_field(True, doc="render the replica into the cache if missing or damaged "

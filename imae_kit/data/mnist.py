@@ -444,8 +444,8 @@ def _load_idx_splits(spec: IdxDataSet, root: str | None, auto_fetch: bool, binar
                                   f"28x28 images from {spec.raw_dir(root)}, {pixels}")
 
 
-_ROOT_DOC = ("data root holding MNIST/raw and FashionMNIST/raw, torchvision's layout (default: $IMAE_KIT_DATA, "
-             "else $XDG_CACHE_HOME/imae-kit, else ~/.cache/imae-kit)")
+_ROOT_DOC = ("data root holding MNIST/raw and FashionMNIST/raw in torchvision's layout, relative to the current "
+             "directory (default: $IMAE_KIT_DATA, else $XDG_CACHE_HOME/imae-kit, else ~/.cache/imae-kit)")
 _BINARIZE_DOC = ("'none' (default): grey x = pixel/255 as Bernoulli targets; 'threshold': pixel >= 128; "
                  "'stochastic': one fixed draw x ~ Bernoulli(pixel/255) with binarize_seed")
 
