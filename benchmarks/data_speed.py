@@ -10,6 +10,7 @@ Prints, from one run on this machine:
 - the same with torch DataLoader workers (0, 1, 2), first on bare iteration, then with a training
   step of the paper's dSprites MLP (Appendix G) in the loop, which is what decides whether workers
   help or hurt on this machine.
+Variants are timed round-robin, best round kept, so load from other processes hits them alike.
 """
 
 from __future__ import annotations
@@ -36,14 +37,17 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rate(fn, n: int, repeats: int = 3) -> float:
-    """Best of ``repeats`` runs of ``fn()`` (which handles ``n`` batches), in batches per second."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n / best
+def rates(variants: dict, rounds: int) -> dict:
+    """Batches (or steps) per second of each variant ``name: (fn, n)``, where ``fn()`` handles ``n``:
+    the variants run round-robin ``rounds`` times and each keeps its best round, so a burst of load
+    from another process hits every variant alike instead of one."""
+    best = {name: float("inf") for name in variants}
+    for _ in range(rounds):
+        for name, (fn, n) in variants.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / n)
+    return {name: 1.0 / seconds for name, seconds in best.items()}
 
 
 def paper_mlp_step(batch_size: int):
@@ -71,8 +75,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=300, help="batches per loader measurement")
     parser.add_argument("--train-steps", type=int, default=12, help="batches per measurement with a training step")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--keep", default=None, help="data root to write the replica to (default: a temp dir)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
           f"load average {os.getloadavg()[0]:.1f} (other processes share these cores when it exceeds 0)")
@@ -116,38 +123,42 @@ def main() -> None:
         for k in range(n):
             plain.index_select(0, torch.arange(k * b, (k + 1) * b))
 
-    r_loader = rate(loader_loop, n)
-    r_plain = rate(plain_loop, n)
-    r_gather = rate(plain_gather_loop, n)
-    print(f"packed loader (unpack per batch):     {r_loader:8.0f} batches/s")
-    print(f"plain float32 tensor, slice + copy:   {r_plain:8.0f} batches/s   ratio loader/plain = {r_loader / r_plain:.2f}")
-    print(f"plain float32 tensor, index gather:   {r_gather:8.0f} batches/s   ratio loader/plain = {r_loader / r_gather:.2f}")
+    r = rates({"loader": (loader_loop, n), "slice": (plain_loop, n), "gather": (plain_gather_loop, n)}, rounds=5)
+    print(f"packed loader (unpack per batch):     {r['loader']:8.0f} batches/s")
+    print(f"plain float32 tensor, slice + copy:   {r['slice']:8.0f} batches/s   "
+          f"ratio loader/plain = {r['loader'] / r['slice']:.2f}")
+    print(f"plain float32 tensor, index gather:   {r['gather']:8.0f} batches/s   "
+          f"ratio loader/plain = {r['loader'] / r['gather']:.2f}")
 
     # ---------------------------------------------------------------- DataLoader workers
     sub = train.subset(torch.cat(batches))  # the same examples, so every variant reads the same rows
-    print("\nDataLoader workers, bare iteration (a whole epoch of the same examples):")
-    for workers in (0, 1, 2):
-        r = rate(lambda: sum(1 for _ in iterate_batches(sub, b, seed=1, num_workers=workers)), n, repeats=2)
-        print(f"  num_workers={workers}: {r:8.0f} batches/s")
+    print("\nDataLoader workers, bare iteration (an epoch of the same examples):")
+    bare = {w: (lambda w=w: sum(1 for _ in iterate_batches(sub, b, seed=1, num_workers=w)), n) for w in (0, 1, 2)}
+    for w, value in rates(bare, rounds=2).items():
+        print(f"  num_workers={w}: {value:8.0f} batches/s")
 
     step = paper_mlp_step(b)
     steps = min(args.train_steps, n)
     sub_steps = train.subset(torch.cat(batches[:steps]))
-    print(f"DataLoader workers with a training step of the paper's dSprites MLP in the loop ({steps} steps):")
     plain_steps = plain[: steps * b]
+    for k in range(3):  # warm-up: first allocations, Adam's state
+        step(plain_steps[k * b:(k + 1) * b])
 
     def train_plain():
         for k in range(steps):
             step(plain_steps[k * b:(k + 1) * b])
 
-    r_ref = rate(train_plain, steps, repeats=2)
-    print(f"  plain tensor:  {r_ref:6.1f} steps/s")
-    for workers in (0, 1, 2):
-        def train_loop():
-            for batch in iterate_batches(sub_steps, b, seed=1, num_workers=workers):
-                step(batch.x)
-        r = rate(train_loop, steps, repeats=2)
-        print(f"  num_workers={workers}: {r:6.1f} steps/s   ratio to plain = {r / r_ref:.3f}")
+    def train_loader(workers: int):
+        for batch in iterate_batches(sub_steps, b, seed=1, num_workers=workers):
+            step(batch.x)
+
+    variants = {"plain": (train_plain, steps)}
+    variants.update({w: (lambda w=w: train_loader(w), steps) for w in (0, 1, 2)})
+    r = rates(variants, rounds=3)
+    print(f"with a training step of the paper's dSprites MLP in the loop ({steps} steps a round, best of 3 rounds):")
+    print(f"  plain tensor:  {r['plain']:6.2f} steps/s")
+    for w in (0, 1, 2):
+        print(f"  num_workers={w}: {r[w]:6.2f} steps/s   ratio to plain = {r[w] / r['plain']:.3f}")
     print(f"\npeak RSS at the end: {peak_rss_mib():.0f} MiB; load average now {os.getloadavg()[0]:.1f}")
 
 
