@@ -60,13 +60,16 @@ class ObjectiveOutput:
 
 
 class NonFiniteTermError(ArithmeticError):
-    """Raised by the objective when a term's value is NaN or infinite; names the term."""
+    """Raised when a term's value (or gradient) is NaN or infinite at a step; names the term.
 
-    def __init__(self, label: str, value: float, step: int):
-        super().__init__(f"term {label!r} returned {value} at step {step}")
+    ``label`` is a term's label, or "(the weighted sum)" when no single term is to blame."""
+
+    def __init__(self, label: str, value: float, step: int, quantity: str = "value"):
+        super().__init__(f"the {quantity} of {label!r} is {value} at step {step}")
         self.label = label
         self.value = value
         self.step = step
+        self.quantity = quantity
 
 
 class Objective:
@@ -89,10 +92,14 @@ class Objective:
         return cls(terms)
 
     def __call__(self, step: Step, *, log: bool = False) -> ObjectiveOutput:
-        """Compute the loss at ``step.step``; with ``log`` also every other term's value (no gradient kept)."""
+        """Compute the loss at ``step.step``; with ``log`` also every other term's value (no gradient kept).
+
+        Terms weighted 0 at this step are measured under a forked random generator, so logging
+        (whose frequency is a bookkeeping setting) never changes the random draws of training."""
         loss: torch.Tensor | None = None
-        records: dict[str, TermRecord] = {}
+        measured: dict[str, TermRecord] = {}
         active: dict[str, torch.Tensor] = {}
+        idle: list[WeightedTerm] = []
         for wt in self.terms:
             w = wt.weight.at(step.step)
             if w != 0.0:
@@ -102,10 +109,14 @@ class Objective:
                 active[wt.label] = value
                 if log:
                     v = float(value.detach())
-                    records[wt.label] = TermRecord(v, w, -wt.sign * w * v, wt.sense)
+                    measured[wt.label] = TermRecord(v, w, -wt.sign * w * v, wt.sense)
             elif log:
-                v = float(wt.term(step).detach())
-                records[wt.label] = TermRecord(v, 0.0, 0.0, wt.sense)
+                idle.append(wt)
+        if idle:
+            with _forked_rng(step.x.device):
+                for wt in idle:
+                    measured[wt.label] = TermRecord(float(wt.term(step).detach()), 0.0, 0.0, wt.sense)
+        records = {wt.label: measured[wt.label] for wt in self.terms if wt.label in measured}
         if loss is None:
             loss = step.x.new_zeros(())
         return ObjectiveOutput(loss=loss, records=records, active_values=active)
@@ -119,3 +130,10 @@ class Objective:
             if not math.isfinite(v):
                 raise NonFiniteTermError(label, v, step)
         raise NonFiniteTermError("(the weighted sum)", float(out.loss.detach()), step)
+
+
+def _forked_rng(device: torch.device) -> Any:
+    """A context in which random draws on ``device`` (and the CPU) leave the global generators as they were."""
+    if device.type != "cuda":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device.index if device.index is not None else torch.cuda.current_device()])

@@ -7,6 +7,7 @@
       checkpoint.pt     the last good checkpoint (model, optimiser, scheduler, RNG states, step); atomic writes
       summary.json      final values of every term
       eval.json, figures/, report.md   written by the evaluation
+      .lock             held (flock) by the process writing the run; the OS releases it if that process dies
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +30,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "summary.json"
 EVAL_FILE = "eval.json"
+LOCK_FILE = ".lock"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -164,6 +167,43 @@ class RunDir:
             raise RunError(f"{p} is not a run directory (no {RECIPE_FILE}); pass the folder `imae-kit run` made")
         return cls(p)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold RUN_DIR/.lock while this process writes the run: a second writer gets a RunError.
+
+        An advisory ``flock``: a process that dies (even by SIGKILL) releases it, so a crashed run
+        can always be resumed. Where ``fcntl`` is missing (Windows) no lock is taken."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        f = open(self.path / LOCK_FILE, "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                raise RunError(f"{self.path} is in use by another imae-kit process (pid {holder}); wait for it "
+                               f"to finish or stop it, then try again") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield
+        finally:
+            f.close()
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete the temp files of atomic writes that a killed process left behind; return what was removed."""
+        removed = []
+        for p in self.path.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink()
+                removed.append(p)
+        return removed
+
     # -- status ----------------------------------------------------------------------------
 
     def read_status(self) -> dict[str, Any]:
@@ -185,11 +225,21 @@ class RunDir:
     # -- metrics ---------------------------------------------------------------------------
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to metrics.jsonl and flush it to disk."""
+        """Append one JSON line to metrics.jsonl (handed to the OS at once: a killed process loses nothing)."""
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+
+    def sync_metrics(self) -> None:
+        """fsync metrics.jsonl: done before each checkpoint, so that even a power cut cannot leave a
+        checkpoint newer than the lines it covers (one fsync per checkpoint, not one per logged step)."""
+        try:
+            fd = os.open(self.metrics_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every complete line of metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""

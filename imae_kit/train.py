@@ -8,6 +8,7 @@ checkpoint holds every RNG state, so a resumed run continues bit for bit where i
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import time
@@ -99,6 +100,7 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "python": list(random.getstate()[1]),
         "python_version": int(random.getstate()[0]),
+        "python_gauss_next": random.getstate()[2],
     }
     if torch.cuda.is_available():
         state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
@@ -111,9 +113,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
-    random.setstate((state["python_version"], tuple(state["python"]), None))
+    random.setstate((state["python_version"], tuple(state["python"]), state.get("python_gauss_next")))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def device_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The generator states a step on ``device`` draws from (the CPU's, and the GPU's on CUDA)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_device_rng_state(state: dict[str, torch.Tensor]) -> None:
+    """Restore the states saved by ``device_rng_state``."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def seed_everything(seed: int) -> None:
@@ -160,9 +177,13 @@ def _graceful_sigint(flag: _StopFlag) -> Iterator[None]:
 
 
 class Trainer:
-    """Trains a recipe's model on its data, writing everything into a run directory."""
+    """Trains a recipe's model on its data, writing everything into a run directory.
 
-    def __init__(self, recipe: Recipe, run_dir: RunDir, *, steps: int | None = None, progress: bool = True,
+    Building a Trainer touches no file (data, model, objective and optimiser are checked first), so
+    ``run`` can refuse a bad recipe before it creates a run directory; set ``run_dir`` before ``run()``.
+    """
+
+    def __init__(self, recipe: Recipe, run_dir: RunDir | None, *, steps: int | None = None, progress: bool = True,
                  console: Console | None = None, splits: DataSplits | None = None):
         self.recipe = recipe
         self.run_dir = run_dir
@@ -183,6 +204,20 @@ class Trainer:
         self.objective = Objective.from_spec(recipe.objective, where=f"{recipe.source}: [objective]")
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self.step = 0
+        self.checkpoint_step: int | None = None
+        self._seconds_before = 0.0
+        self._started = time.perf_counter()
+
+    @property
+    def rd(self) -> RunDir:
+        """The run directory (it must have been set before training)."""
+        if self.run_dir is None:
+            raise RuntimeError("Trainer.run_dir must be set before run()")
+        return self.run_dir
+
+    def seconds(self) -> float:
+        """Training seconds so far, over every segment of a resumed run."""
+        return self._seconds_before + time.perf_counter() - self._started
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -198,19 +233,22 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        """Atomically replace the run's checkpoint with the current state."""
-        atomic_torch_save(self.checkpoint_state(), self.run_dir.checkpoint_path)
-        self.run_dir.write_status(checkpoint_step=self.step)
+        """Atomically replace the run's checkpoint with the current state (and note it in run.json)."""
+        self.rd.sync_metrics()
+        atomic_torch_save(self.checkpoint_state(), self.rd.checkpoint_path)
+        self.checkpoint_step = self.step
+        self.rd.write_status(checkpoint_step=self.step, train_seconds=self.seconds())
 
     def restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint's model, optimiser, scheduler, RNG states and step."""
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise RunError(f"{self.run_dir.checkpoint_path}: unknown checkpoint format {state.get('format')!r}")
+            raise RunError(f"{self.rd.checkpoint_path}: unknown checkpoint format {state.get('format')!r}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.checkpoint_step = self.step
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -223,22 +261,39 @@ class Trainer:
                     dataset_size=len(self.train_set), step=step)
 
     def run(self, *, resume: bool = False) -> TrainResult:
-        """Train to the budget (or from the checkpoint, with ``resume``); return what happened."""
-        rd = self.run_dir
-        if resume and rd.checkpoint_path.is_file():
-            self.restore(load_checkpoint(rd.checkpoint_path, map_location=self.device))
+        """Train to the budget (or on from the checkpoint, with ``resume``); return what happened.
+
+        The loop checkpoints every ``train.checkpoint_every`` steps and at the end; metrics.jsonl lines
+        are appended before the checkpoint that covers them, and a resume drops the lines past the
+        checkpoint, so a kill at any instant neither loses nor repeats a logged step."""
+        rd = self.rd
+        last_records: dict[str, Any] = {}
+        if resume:
+            before = rd.read_status()
+            rd.remove_stale_temp_files()
+            if rd.checkpoint_path.is_file():
+                self.restore(load_checkpoint(rd.checkpoint_path, map_location=self.device))
+            if self.step > self.total_steps:
+                raise RunError(f"{rd.path}: the checkpoint is at step {self.step}, past the budget of "
+                               f"{self.total_steps} steps; pass --steps N with N >= {self.step}")
+            if before.get("status") == "completed" and self.step >= self.total_steps:
+                raise RunError(f"{rd.path} already completed {self.step} steps; to train further pass --steps N "
+                               f"(more than {self.step}) with --allow-change train.steps")
             rd.truncate_metrics(self.step)
-        elif resume:
-            rd.truncate_metrics(0)
+            kept = rd.read_metrics()
+            last_records = kept[-1] if kept else {}
+            self._seconds_before = float(before.get("train_seconds", 0.0)) if self.checkpoint_step is not None else 0.0
+            rd.write_status(resumed_at=list(before.get("resumed_at", [])) + [self.step])
+            if "created" not in before:
+                rd.write_status(name=self.recipe.name, source=self.recipe.source, created=time.time())
         else:
             rd.write_status(name=self.recipe.name, source=self.recipe.source, created=time.time())
             if rd.metrics_path.exists():
                 rd.metrics_path.unlink()
-        rd.write_status(status="running", total_steps=self.total_steps, stop_reason=None)
+        self._started = time.perf_counter()
+        rd.write_status(status="running", step=self.step, total_steps=self.total_steps,
+                        checkpoint_step=self.checkpoint_step, stop_reason=None, diverged_term=None, pid=os.getpid())
         flag = _StopFlag()
-        started = time.perf_counter()
-        previous_seconds = float(rd.read_status().get("train_seconds", 0.0)) if resume else 0.0
-        last_records: dict[str, Any] = {}
         self.model.train()
         clip = self.recipe.train.grad_clip
         ckpt_every = self.recipe.train.checkpoint_every
@@ -254,17 +309,15 @@ class Trainer:
                     self.scheduler.step()
                 x = self.train_set.get_batch(index).x.to(self.device, non_blocking=True)
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
+                rng_before = device_rng_state(self.device)
                 out = self.objective(self.make_step(x, self.step), log=log)
                 try:
                     self.objective.check_finite(out, self.step)
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                          max_norm=clip if clip > 0 else math.inf)
-                    if not math.isfinite(float(norm)):
-                        raise NonFiniteTermError("(gradient norm)", float(norm), self.step)
+                    self._clip_and_check_gradients(clip, x, rng_before)
                 except NonFiniteTermError as exc:
-                    return self._diverged(exc, started, previous_seconds)
+                    self._diverged(exc)
                 self.optimizer.step()
                 self.step += 1
                 if log:
@@ -277,11 +330,12 @@ class Trainer:
                 progress.update(task, completed=self.step, epoch=epoch)
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
-                if flag.requested:
+                if flag.requested and self.step < self.total_steps:
                     status = "interrupted"
                     break
-        self.save_checkpoint()
-        seconds = previous_seconds + time.perf_counter() - started
+            if self.checkpoint_step != self.step:
+                self.save_checkpoint()
+        seconds = self.seconds()
         reason = None
         if status == "interrupted":
             reason = (f"interrupted by Ctrl-C at step {self.step} of {self.total_steps}; "
@@ -293,15 +347,48 @@ class Trainer:
         return TrainResult(run_dir=rd, status=status, steps=self.step, total_steps=self.total_steps,
                            seconds=seconds, final=last_records)
 
-    def _diverged(self, exc: NonFiniteTermError, started: float, previous_seconds: float) -> TrainResult:
-        seconds = previous_seconds + time.perf_counter() - started
-        have = self.run_dir.checkpoint_path.is_file()
-        ckpt = (f"the last good checkpoint (step {self.run_dir.read_status().get('checkpoint_step')}) is kept"
-                if have else "no checkpoint had been written yet (see train.checkpoint_every)")
-        message = (f"training diverged at step {exc.step}: {exc.label} became {exc.value}; {ckpt}. "
+    def _clip_and_check_gradients(self, clip: float, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> None:
+        """Clip the gradient's global L2 norm to ``clip`` (0: no clipping), as torch.nn.utils.clip_grad_norm_
+        does; raise NonFiniteTermError naming the term whose gradient is not finite."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm=clip)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if math.isfinite(float(norm)):
+            return
+        names = {p: n for n, p in self.model.named_parameters()}
+        where = next((names[p] for p in params if not torch.isfinite(p.grad).all()), "?")
+        raise NonFiniteTermError(self._blame_gradient(x, rng_before), float(norm), self.step,
+                                 quantity=f"gradient (first in {where})")
+
+    def _blame_gradient(self, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> str:
+        """Recompute the failed step from the same random state and find the term whose gradient is not finite."""
+        try:
+            set_device_rng_state(rng_before)  # the run stops here: its random stream no longer matters
+            out = self.objective(self.make_step(x, self.step))
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            for label, value in out.active_values.items():
+                if not value.requires_grad:
+                    continue
+                grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+                if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+                    return label
+        except Exception:  # never let the diagnosis hide the divergence itself
+            pass
+        return "(the weighted sum)"
+
+    def _diverged(self, exc: NonFiniteTermError) -> None:
+        rd = self.rd
+        if self.checkpoint_step is not None:
+            ckpt = f"the last good checkpoint (step {self.checkpoint_step}) is kept in {rd.checkpoint_path}"
+        else:
+            ckpt = "no checkpoint had been written yet (set train.checkpoint_every to keep one)"
+        what = exc.label.strip("()") if exc.label.startswith("(") else f"term {exc.label!r}"
+        message = (f"training diverged at step {exc.step}: the {exc.quantity} of {what} is {exc.value}; {ckpt}. "
                    f"Lower train.lr, set train.grad_clip, or check that term")
-        self.run_dir.write_status(status="diverged", step=exc.step, train_seconds=seconds, stop_reason=message,
-                                  diverged_term=exc.label, finished=time.time())
+        rd.write_status(status="diverged", step=exc.step, train_seconds=self.seconds(), stop_reason=message,
+                        diverged_term=exc.label, finished=time.time())
         raise DivergenceError(message)
 
     def _progress(self) -> Progress:
@@ -332,26 +419,57 @@ def resolved_recipe_text(recipe: Recipe) -> str:
     return dump_toml(recipe.resolved)
 
 
+_ABSENT = "(absent)"
+
+
+def recipe_changes(saved_text: str, recipe: Recipe, source: str) -> list[tuple[str, Any, Any]]:
+    """(dotted key, saved value, new value) wherever ``recipe`` differs from the saved resolved recipe."""
+    saved = parse_recipe(saved_text, source=source).resolved
+    return _diff(dict(saved), dict(recipe.resolved), "")
+
+
 def check_same_recipe(saved_text: str, recipe: Recipe, source: str) -> list[str]:
     """The dotted keys where ``recipe`` differs from the saved resolved recipe (empty if the same)."""
-    saved = parse_recipe(saved_text, source=source).resolved
-    return _diff(saved, dict(recipe.resolved), "")
+    return [key for key, _, _ in recipe_changes(saved_text, recipe, source)]
 
 
-def _diff(a: Any, b: Any, prefix: str) -> list[str]:
+def _diff(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
     if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
+        out: list[tuple[str, Any, Any]] = []
         for k in sorted(set(a) | set(b)):
-            if k == "vars":
+            if k == "vars" and not prefix:
                 continue  # vars are already substituted into the values that matter
-            out += _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+            out += _diff(a.get(k, _ABSENT), b.get(k, _ABSENT), f"{prefix}.{k}" if prefix else k)
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        names = _entry_names(a)
         out = []
-        for i, (x, y) in enumerate(zip(a, b)):
-            out += _diff(x, y, f"{prefix}.{i}")
+        for i, (x, y) in enumerate(zip(a, b)):  # terms are named by label, as --set names them
+            out += _diff(x, y, f"{prefix}.{names[i] if names and names == _entry_names(b) else i}")
         return out
-    return [] if a == b else [prefix]
+    return [] if a == b and type(a) is type(b) or (_is_number(a) and _is_number(b) and a == b) else [(prefix, a, b)]
+
+
+def _entry_names(entries: list) -> list[str] | None:
+    """Each table's label (or name) when every entry has a distinct one, else None."""
+    names = [e.get("label", e.get("name")) if isinstance(e, dict) else None for e in entries]
+    usable = all(isinstance(n, str) and n and "." not in n and not n.isdigit() for n in names)
+    return names if usable and len(set(names)) == len(names) else None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _allowed(key: str, allow: tuple[str, ...]) -> bool:
+    return any(key == a or key.startswith(a + ".") for a in allow)
+
+
+def _show_change(key: str, old: Any, new: Any) -> str:
+    def show(v: Any) -> str:
+        text = v if v is _ABSENT else repr(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"{key} ({show(old)} -> {show(new)})"
 
 
 @attrs.frozen
@@ -366,42 +484,68 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
         steps: int | None = None, resume: str | None = None, allow_changes: tuple[str, ...] = (),
         evaluate: bool = True, progress: bool = True, console: Console | None = None,
         runs_base: str = "runs") -> RunOutcome:
-    """Train a recipe into a new run directory (or continue one with ``resume``), then evaluate it."""
+    """Train a recipe into a new run directory (or continue one with ``resume``), then evaluate it.
+
+    Everything that can be checked (recipe, data, model, budget, a resume's recipe changes) is
+    checked before anything is written: a refused run leaves no new directory and no changed file."""
     from imae_kit.recipe import load_recipe
+    from imae_kit.runs import atomic_write_text
 
     console = console or Console(stderr=True)
+    if allow_changes and resume is None:
+        raise RunError("--allow-change only applies when continuing a run: add --resume RUN_DIR")
     if resume is not None:
         rd = RunDir.open(resume)
-        saved_text = rd.recipe_path.read_text()
-        if rd.read_status().get("status") == "completed" and steps is None and not overrides:
-            raise RunError(f"{rd.path} already completed; to train further pass --steps N (more than before) "
-                           f"with --allow-change train.steps")
-        recipe = load_recipe(recipe_path or rd.recipe_path, overrides, steps=steps)
-        changed = check_same_recipe(saved_text, recipe, str(rd.recipe_path))
-        refused = [c for c in changed if not any(c == a or c.startswith(a + ".") for a in allow_changes)]
-        if refused:
-            raise RunError(f"cannot resume {rd.path}: the recipe differs in {', '.join(refused)}; resume with the "
-                           f"same recipe, or allow a change explicitly with --allow-change {refused[0]}")
-        if changed:
-            from imae_kit.runs import atomic_write_text
-
-            atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
-            rd.write_status(changed_on_resume=sorted(set(rd.read_status().get("changed_on_resume", []) + changed)))
-    else:
-        if recipe_path is None:
-            raise RunError("give a recipe file, or --resume RUN_DIR")
-        recipe = load_recipe(recipe_path, overrides, steps=steps)
-        rd = RunDir.create(recipe.name, out=out, base=runs_base)
-        from imae_kit.runs import atomic_write_text
-
-        atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
-    trainer = Trainer(recipe, rd, progress=progress, console=console)
-    result = trainer.run(resume=resume is not None)
-    evaluation = None
-    if evaluate and result.status == "completed":
-        evaluation = evaluate_run(rd, recipe=recipe, model=trainer.model, splits=trainer.splits,
-                                  progress=progress, train_seconds=result.seconds)
+        if recipe_path is None and any(o.split("=", 1)[0].strip().split(".")[0] == "vars" for o in overrides):
+            raise RunError(f"{rd.recipe_path} is resolved (its ${{vars}} are already substituted), so --set vars.* "
+                           f"would change nothing; pass the original recipe file: imae-kit run RECIPE --resume "
+                           f"{rd.path} --set ...")
+        with rd.locked():
+            status = rd.read_status()
+            saved_text = rd.recipe_path.read_text(encoding="utf-8")
+            recipe = load_recipe(recipe_path or rd.recipe_path, overrides, steps=steps)
+            changes = recipe_changes(saved_text, recipe, str(rd.recipe_path))
+            refused = [c for c in changes if not _allowed(c[0], allow_changes)]
+            if refused:
+                flags = " ".join(f"--allow-change {key}" for key, _, _ in refused)
+                raise RunError(f"cannot resume {rd.path}: the recipe differs in "
+                               f"{', '.join(_show_change(*c) for c in refused)}; resume with the same recipe, "
+                               f"or allow the change explicitly with {flags}")
+            trainer = Trainer(recipe, rd, progress=progress, console=console)
+            done = int(load_checkpoint(rd.checkpoint_path)["step"]) if rd.checkpoint_path.is_file() else 0
+            if status.get("status") == "completed" and trainer.total_steps <= done:
+                raise RunError(f"{rd.path} already completed {done} steps; to train further pass --steps N "
+                               f"(more than {done}) with --allow-change train.steps")
+            if done > trainer.total_steps:
+                raise RunError(f"{rd.path}: the checkpoint is at step {done}, past the budget of "
+                               f"{trainer.total_steps} steps; pass --steps N with N >= {done}")
+            if changes:
+                atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+                history = list(status.get("changed_on_resume", []))
+                history.append({"step": done, "fields": {k: [old, new] for k, old, new in changes}})
+                rd.write_status(changed_on_resume=history)
+            result = trainer.run(resume=True)
+            evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
+        return RunOutcome(train=result, evaluation=evaluation)
+    if recipe_path is None:
+        raise RunError("give a recipe file, or --resume RUN_DIR")
+    recipe = load_recipe(recipe_path, overrides, steps=steps)
+    trainer = Trainer(recipe, None, progress=progress, console=console)
+    rd = RunDir.create(recipe.name, out=out, base=runs_base)
+    atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+    with rd.locked():
+        trainer.run_dir = rd
+        result = trainer.run()
+        evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
     return RunOutcome(train=result, evaluation=evaluation)
+
+
+def _evaluate_if_done(rd: RunDir, trainer: Trainer, result: TrainResult, evaluate: bool,
+                      progress: bool) -> dict[str, Any] | None:
+    if not (evaluate and result.status == "completed"):
+        return None
+    return evaluate_run(rd, recipe=trainer.recipe, model=trainer.model, splits=trainer.splits,
+                        progress=progress, train_seconds=result.seconds)
 
 
 def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoencoder | None = None,
