@@ -69,14 +69,13 @@ def real_encodings(index: torch.Tensor, latents: int, seed: int, batch: int) -> 
     torch.manual_seed(seed)
     body, out = MLP(hidden=(1200, 1200, 2400)).build(4096)
     enc = Encoder(body, out, latents, 3).eval()
-    mus, sigmas, probs = [], [], []
+    n = len(index)
+    mu, sigma, probs = torch.empty(n, latents), torch.empty(n, latents), torch.empty(n, 3)
     with torch.no_grad():
-        for a in range(0, len(index), batch):
+        for a in range(0, n, batch):
             post = enc(splits.train.get_batch(index[a:a + batch]).x)
-            mus.append(post.mu)
-            sigmas.append(post.sigma)
-            probs.append(post.probs)
-    return torch.cat(mus), torch.cat(sigmas), torch.cat(probs)
+            mu[a:a + batch], sigma[a:a + batch], probs[a:a + batch] = post.mu, post.sigma, post.probs
+    return mu, sigma, probs
 
 
 def main() -> None:

@@ -62,37 +62,46 @@ def encode_dataset(model, dataset: ArrayDataset, *, batch_size: int = 500, indic
     for the call and restored after."""
     was_training = model.training
     model.eval()
+    n = len(dataset)
+    index = torch.arange(n) if indices is None else indices.long().reshape(-1)
+    total = len(index)
+    # outputs are allocated once and filled in place: keeping many small per-batch tensors alive between the
+    # large per-batch activations fragments the heap (10 GB of RSS for dSprites' 737,280 images)
+    out: dict[str, torch.Tensor | None] = {}
+
+    def put(name: str, a: int, value: torch.Tensor, dtype: torch.dtype) -> None:
+        if name not in out:
+            out[name] = torch.empty((total, *value.shape[1:]), dtype=dtype)
+        out[name][a:a + len(value)] = value.to(dtype).cpu()
+
     try:
         device = next(model.parameters()).device
-        n = len(dataset)
-        index = torch.arange(n) if indices is None else indices.long().reshape(-1)
-        mus, sigmas, probs, labels, factors, nll_s, nll_m = [], [], [], [], [], [], []
-        with progress_bar(description, len(index), progress) as advance:
-            for a in range(0, len(index), batch_size):
+        with progress_bar(description, total, progress) as advance:
+            for a in range(0, total, batch_size):
                 idx = index[a:a + batch_size]
                 batch = dataset.get_batch(idx)
                 x = batch.x.to(device)
                 post = model.encode(x)
-                mus.append(post.mu.float().cpu())
-                sigmas.append(post.sigma.float().cpu())
-                probs.append(post.probs.float().cpu())
+                put("mu", a, post.mu, torch.float32)
+                put("sigma", a, post.sigma, torch.float32)
+                put("probs", a, post.probs, torch.float32)
                 if batch.labels is not None:
-                    labels.append(batch.labels.long().cpu())
+                    put("labels", a, batch.labels, torch.long)
                 if batch.factors is not None:
-                    factors.append(batch.factors.long().cpu())
+                    put("factors", a, batch.factors, torch.long)
                 if reconstruction:
                     eps = torch.randn(post.mu.shape, generator=generator).to(device)
                     z = post.mu + post.sigma * eps
                     y = _relaxed_one_hot(post.logits, model.temperature, generator)
-                    nll_s.append(-model.decode(y, z).log_prob(x).float().cpu())
+                    put("nll_sampled", a, -model.decode(y, z).log_prob(x), torch.float32)
                     y_star = torch.nn.functional.one_hot(post.logits.argmax(-1), post.logits.shape[-1]).to(x.dtype)
-                    nll_m.append(-model.decode(y_star, post.mu).log_prob(x).float().cpu())
+                    put("nll_mean_code", a, -model.decode(y_star, post.mu).log_prob(x), torch.float32)
                 advance(len(idx))
     finally:
         model.train(was_training)
-    cat = (lambda xs: torch.cat(xs) if xs else None)
-    return Encodings(mu=torch.cat(mus), sigma=torch.cat(sigmas), probs=torch.cat(probs), labels=cat(labels),
-                     factors=cat(factors), index=index, nll_sampled=cat(nll_s), nll_mean_code=cat(nll_m))
+    return Encodings(mu=out["mu"], sigma=out["sigma"], probs=out["probs"], labels=out.get("labels"),
+                     factors=out.get("factors"), index=index, nll_sampled=out.get("nll_sampled"),
+                     nll_mean_code=out.get("nll_mean_code"))
 
 
 def posterior_kls(mu: torch.Tensor, sigma: torch.Tensor, probs: torch.Tensor,
