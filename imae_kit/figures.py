@@ -266,7 +266,7 @@ def information_figure(per_dimension: torch.Tensor, lower: torch.Tensor, upper: 
     xs = np.arange(k)
     names = [f"z{i}" for i in order]
     fig = _figure(information_figure_size(k))
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"hspace": 0.12, "height_ratios": (1.2, 1)})
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"hspace": 0.16, "height_ratios": (1.2, 1)})
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.07)
     est = np.array([float(per_dimension[i]) for i in order])
     lo = np.array([float(lower[i]) for i in order])
@@ -291,7 +291,8 @@ def information_figure(per_dimension: torch.Tensor, lower: torch.Tensor, upper: 
     bottom.set_yscale("log")
     bottom.set_ylabel("variance")
     bottom.set_xticks(xs, names)
-    bottom.legend(fontsize=9, loc="upper right")
+    bottom.legend(fontsize=9, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False,
+                  borderaxespad=0.2)
     bottom.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
