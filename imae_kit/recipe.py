@@ -8,6 +8,7 @@ file, the place (section, key, line where it can be found) and what to change.
 from __future__ import annotations
 
 import ast
+import datetime
 import difflib
 import math
 import operator
@@ -221,10 +222,12 @@ def parse_recipe(text: str, *, source: str = "<recipe>", overrides: Iterable[str
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{source}: TOML syntax error: {exc}; fix the line it names") from exc
     ctx = _Context(source, text)
+    _check_integers(raw, ctx, "")
     raw = apply_overrides(raw, list(overrides), ctx)
+    _check_integers(raw, ctx, "--set: ")
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise RecipeError(f"--steps must be a positive integer, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= INT64_MAX:
+            raise RecipeError(f"{source}: --steps must be a positive integer, got {steps!r}")
         train = raw.get("train")
         if isinstance(train, dict):
             train = dict(train)
@@ -233,6 +236,23 @@ def parse_recipe(text: str, *, source: str = "<recipe>", overrides: Iterable[str
             raw = {**raw, "train": train}
     resolved = substitute_vars(raw, ctx)
     return _validate(resolved, ctx)
+
+
+INT64_MAX = 2**63 - 1
+
+
+def _check_integers(value: Any, ctx: "_Context", where: str, path: str = "") -> None:
+    """TOML integers are 64-bit (TOML 1.0); tomllib reads any size, so larger ones are refused here."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_integers(v, ctx, where, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_integers(v, ctx, where, f"{path}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        key = path.rsplit(".", 1)[-1].split("[")[0]
+        raise ctx.error(f"{where}{path}", f"integer {_show(value)} is outside the 64-bit range TOML allows; "
+                                          f"use a smaller number", key)
 
 
 # ----------------------------------------------------------------------------- errors with places
@@ -340,33 +360,41 @@ def apply_overrides(raw: dict, overrides: list[str], ctx: _Context) -> dict:
         return raw
     out = _deepcopy(raw)
     for item in overrides:
-        if "=" not in item:
-            raise RecipeError(f"--set {item!r}: expected PATH=VALUE, e.g. --set vars.beta=4")
+        if not isinstance(item, str) or "=" not in item:
+            raise RecipeError(f"{ctx.source}: --set {item!r}: expected PATH=VALUE, e.g. --set vars.beta=4")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RecipeError(f"{ctx.source}: --set {item!r}: not valid UTF-8 text; retype it") from None
         path, _, text = item.partition("=")
         path = path.strip()
-        keys = [k for k in path.split(".") if k]
+        keys = [k.strip() for k in path.split(".") if k.strip()]
         if not keys:
-            raise RecipeError(f"--set {item!r}: empty path; e.g. --set train.lr=1e-4")
+            raise RecipeError(f"{ctx.source}: --set {item!r}: empty path; e.g. --set train.lr=1e-4")
         value = _parse_override_value(text.strip())
         node: Any = out
-        for i, key in enumerate(keys[:-1]):
-            node = _descend(node, key, keys[: i + 1], item, create=True, next_key=keys[i + 1])
-        last = keys[-1]
-        if isinstance(node, list):
-            idx = _list_index(node, last, item)
-            node[idx] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise RecipeError(f"--set {item!r}: {'.'.join(keys[:-1])} is a value, not a table")
+        try:
+            for i, key in enumerate(keys[:-1]):
+                node = _descend(node, key, keys[: i + 1], item, create=True, next_key=keys[i + 1])
+            last = keys[-1]
+            if isinstance(node, list):
+                idx = _list_index(node, last, item)
+                node[idx] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                raise RecipeError(f"--set {item!r}: {'.'.join(keys[:-1])} is a value, not a table")
+        except RecipeError as exc:
+            raise RecipeError(f"{ctx.source}: {exc}") from None
     return out
 
 
 def _parse_override_value(text: str) -> Any:
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        parsed = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
+    return parsed["v"] if list(parsed) == ["v"] else text
 
 
 def _descend(node: Any, key: str, sofar: list[str], item: str, *, create: bool, next_key: str) -> Any:
@@ -382,7 +410,7 @@ def _descend(node: Any, key: str, sofar: list[str], item: str, *, create: bool, 
 
 
 def _list_index(node: list, key: str, item: str) -> int:
-    if key.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", key):
         idx = int(key)
         if not -len(node) <= idx < len(node):
             raise RecipeError(f"--set {item!r}: index {idx} out of range (the list has {len(node)} entries)")
@@ -390,7 +418,7 @@ def _list_index(node: list, key: str, item: str) -> int:
     labels = [e.get("label", e.get("name")) if isinstance(e, dict) else None for e in node]
     if key in labels:
         return labels.index(key)
-    close = difflib.get_close_matches(key, [lab for lab in labels if lab], n=1, cutoff=0.5)
+    close = difflib.get_close_matches(key, [lab for lab in labels if isinstance(lab, str) and lab], n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else f"; entries: {', '.join(str(x) for x in labels)}"
     raise RecipeError(f"--set {item!r}: no entry {key!r}{hint}")
 
@@ -448,7 +476,7 @@ def _fmt_any(v: Any) -> str:
 def _evaluate(expr: str, env: Mapping[str, Any], ctx: _Context, where: str) -> Any:
     try:
         tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ctx.error(where, f"cannot read ${{{expr}}}: use a var name or arithmetic like ${{2 * beta}}") from None
 
     def ev(node: ast.AST) -> Any:
@@ -469,10 +497,21 @@ def _evaluate(expr: str, env: Mapping[str, Any], ctx: _Context, where: str) -> A
             for side in (left, right):
                 if isinstance(side, bool) or not isinstance(side, (int, float)):
                     raise ctx.error(where, f"${{{expr}}}: arithmetic needs numbers, got {_show(side)}")
+            if (isinstance(node.op, ast.Pow) and isinstance(left, int) and isinstance(right, int)
+                    and abs(left) > 1 and right > 64):
+                raise ctx.error(where, f"${{{expr}}}: {left} ** {right} is too large for a recipe value")
             try:
-                return _BINOPS[type(node.op)](left, right)
+                result = _BINOPS[type(node.op)](left, right)
             except ZeroDivisionError:
                 raise ctx.error(where, f"${{{expr}}} divides by zero") from None
+            except OverflowError:
+                raise ctx.error(where, f"${{{expr}}} is too large for a recipe value") from None
+            if not isinstance(result, (int, float)):  # e.g. (-8) ** 0.5 is complex
+                raise ctx.error(where, f"${{{expr}}} is not a real number")
+            if (isinstance(result, float) and not math.isfinite(result)) or (
+                    isinstance(result, int) and not -INT64_MAX - 1 <= result <= INT64_MAX):
+                raise ctx.error(where, f"${{{expr}}} is too large for a recipe value")
+            return result
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             v = ev(node.operand)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -480,7 +519,10 @@ def _evaluate(expr: str, env: Mapping[str, Any], ctx: _Context, where: str) -> A
             return -v if isinstance(node.op, ast.USub) else v
         raise ctx.error(where, f"${{{expr}}}: only var names, numbers and + - * / ** are allowed")
 
-    return ev(tree)
+    try:
+        return ev(tree)
+    except RecursionError:
+        raise ctx.error(where, f"${{{expr[:40]}...}} is nested too deeply; simplify it") from None
 
 
 # ----------------------------------------------------------------------------- validation
@@ -520,13 +562,16 @@ def _validate(raw: dict, ctx: _Context) -> Recipe:
 
 def _resolve_plugin_path(path: str, ctx: _Context) -> str:
     """Plugin paths are tried relative to the recipe's folder, then to the working directory."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return str(p)
-    candidates = [Path(ctx.source).parent / p, Path.cwd() / p]
-    for c in candidates:
-        if c.is_file():
-            return str(c.resolve())
+    try:
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return str(p)
+        candidates = [Path(ctx.source).parent / p, Path.cwd() / p]
+        for c in candidates:
+            if c.is_file():
+                return str(c.resolve())
+    except (OSError, RuntimeError, ValueError) as exc:  # a null byte, a name too long, ~nouser
+        raise ctx.error("plugins", f"plugin path {path!r} cannot be used ({exc}); fix the path", "plugins") from None
     tried = " and ".join(str(c) for c in candidates)
     raise ctx.error("plugins", f"plugin file {path!r} not found (tried {tried}); fix the path", "plugins")
 
@@ -674,8 +719,15 @@ def _validate_eval(table: dict, ctx: _Context) -> dict:
         from imae_kit.evaluate import EvalSettings
     except ImportError:  # evaluation layer not installed in this build
         return dict(table)
-    fields = [f.name for f in attrs.fields(EvalSettings)]
-    _check_keys(table, fields, ctx, "[eval]", "eval")
+    fields = {f.name: f for f in attrs.fields(EvalSettings)}
+    _check_keys(table, list(fields), ctx, "[eval]", "eval")
+    for key, value in table.items():  # converters do not know their field's name: check each one here
+        converter = fields[key].converter
+        if converter is not None:
+            try:
+                converter(value)
+            except (TypeError, ValueError) as exc:
+                raise ctx.error("[eval]", f"{key!r}: {exc}", key, "eval") from None
     try:
         EvalSettings(**table)
     except (TypeError, ValueError) as exc:
@@ -726,7 +778,20 @@ def _key(k: str) -> str:
 
 
 def _string(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A TOML basic string: backslash, quote and every control character escaped (TOML 1.0)."""
+    out = []
+    for ch in s:
+        if ch == "\\" or ch == '"':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _value(v: Any) -> str:
@@ -742,6 +807,8 @@ def _value(v: Any) -> str:
         return repr(v)
     if isinstance(v, str):
         return _string(v)
+    if isinstance(v, (datetime.date, datetime.time)):  # datetime.datetime is a date
+        return v.isoformat()
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(e) for e in v) + "]"
     if isinstance(v, dict):

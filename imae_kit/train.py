@@ -199,8 +199,12 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(n, recipe.train.batch_size)
         self.total_steps = steps if steps is not None else total_steps(recipe, n)
         seed_everything(recipe.train.seed)
-        self.model: HybridAutoencoder = build_model(recipe.model, self.train_set.image_shape,
-                                                    where=f"{recipe.source}: ").to(self.device)
+        try:
+            self.model: HybridAutoencoder = build_model(recipe.model, self.train_set.image_shape,
+                                                        where=f"{recipe.source}: ").to(self.device)
+        except (RuntimeError, MemoryError, OverflowError) as exc:  # sizes no machine can allocate
+            raise RunError(f"{recipe.source}: [model] cannot be built ({type(exc).__name__}: {str(exc)[:200]}); "
+                           f"check latent_continuous, latent_discrete and the hidden widths") from None
         self.objective = Objective.from_spec(recipe.objective, where=f"{recipe.source}: [objective]")
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self.step = 0
@@ -282,7 +286,8 @@ class Trainer:
             rd.truncate_metrics(self.step)
             kept = rd.read_metrics()
             last_records = kept[-1] if kept else {}
-            self._seconds_before = float(before.get("train_seconds", 0.0)) if self.checkpoint_step is not None else 0.0
+            if self.checkpoint_step is not None:
+                self._seconds_before = float(before.get("train_seconds", 0.0))
             rd.write_status(resumed_at=list(before.get("resumed_at", [])) + [self.step])
             if "created" not in before:
                 rd.write_status(name=self.recipe.name, source=self.recipe.source, created=time.time())
