@@ -30,9 +30,11 @@ class Encoder(nn.Module):
         k1 = self.latent_continuous
         mu, log_sigma, logits = h[:, :k1], h[:, k1:2 * k1], h[:, 2 * k1:]
         sigma = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp()
+        # valid by construction (sigma = exp of a clamped value), so skip pyro's argument checks:
+        # they cost a reduction and a host sync per distribution per step
         return Posterior(
-            z=dist.Normal(mu, sigma).to_event(1),
-            y=dist.Categorical(logits=logits),
+            z=dist.Normal(mu, sigma, validate_args=False).to_event(1),
+            y=dist.Categorical(logits=logits, validate_args=False),
         )
 
 
@@ -90,7 +92,8 @@ class HybridAutoencoder(nn.Module):
         """Reparameterised samples: z by the location-scale trick, y as a relaxed one-hot (Gumbel-softmax)."""
         z = posterior.z.rsample()
         y = dist.RelaxedOneHotCategorical(
-            torch.tensor(self.temperature, device=posterior.logits.device), logits=posterior.logits
+            torch.tensor(self.temperature, device=posterior.logits.device), logits=posterior.logits,
+            validate_args=False,
         ).rsample()
         return Samples(z=z, y=y)
 
