@@ -6,7 +6,7 @@ alternating rounds so machine noise hits both alike. The composed side is the re
 (data order, logging every ``log_every`` steps with the monitored terms, progress bar off, final
 checkpoint); the hand-written side is ``reference_loop.imae_loss`` with Adam in a bare loop.
 
-    python benchmarks/step_speed.py [--steps 150] [--rounds 3] [--batch-size 100]
+    python benchmarks/step_speed.py [--steps 150] [--rounds 3] [--batch-size 100] [--threads N]
 
 Prints steps/s for each and the ratio composed/hand-written time (goal: at most 1.10).
 """
@@ -80,7 +80,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     beta = float(load_recipe(RECIPE).vars["beta"])
     splits = fake_mnist(6000)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST IMAE networks, batch "
