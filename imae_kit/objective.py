@@ -62,14 +62,16 @@ class ObjectiveOutput:
 class NonFiniteTermError(ArithmeticError):
     """Raised when a term's value (or gradient) is NaN or infinite at a step; names the term.
 
-    ``label`` is a term's label, or "(the weighted sum)" when no single term is to blame."""
+    ``label`` is a term's label, or a description in parentheses ("(the weighted sum)", "(the
+    parameters)") when no single term is to blame; ``where`` names the first tensor affected."""
 
-    def __init__(self, label: str, value: float, step: int, quantity: str = "value"):
+    def __init__(self, label: str, value: float, step: int, quantity: str = "value", where: str = ""):
         super().__init__(f"the {quantity} of {label!r} is {value} at step {step}")
         self.label = label
         self.value = value
         self.step = step
         self.quantity = quantity
+        self.where = where
 
 
 class Objective:

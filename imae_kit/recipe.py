@@ -239,6 +239,11 @@ def parse_recipe(text: str, *, source: str = "<recipe>", overrides: Iterable[str
 
 
 INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _check_integers(value: Any, ctx: "_Context", where: str, path: str = "") -> None:
@@ -693,6 +698,10 @@ def _validate_train(table: dict, ctx: _Context) -> TrainSpec:
     lr = _typed(table, "lr", "float", ctx, w, default=1e-3, section=s)
     if lr <= 0:
         raise ctx.error(w, f"'lr' must be > 0, got {lr}", "lr", s)
+    for key in ("lr", "momentum", "weight_decay"):  # the optimiser multiplies float32 tensors by them
+        if abs(float(table.get(key, 0.0) if _is_real(table.get(key, 0.0)) else 0.0)) > FLOAT32_MAX:
+            raise ctx.error(w, f"{key!r} = {table[key]!r} does not fit a float32 (max {FLOAT32_MAX:.3g}); lower it",
+                            key, s)
     device = _typed(table, "device", "str", ctx, w, default="cpu", section=s)
     if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", device):
         raise ctx.error(w, f"'device' must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {device!r}", "device", s)

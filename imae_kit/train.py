@@ -209,6 +209,7 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self.step = 0
         self.checkpoint_step: int | None = None
+        self._resume_prepared = False
         self._seconds_before = 0.0
         self._started = time.perf_counter()
 
@@ -232,29 +233,79 @@ class Trainer:
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_class": type(self.optimizer).__name__,
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
         }
 
     def save_checkpoint(self) -> None:
-        """Atomically replace the run's checkpoint with the current state (and note it in run.json)."""
+        """Atomically replace the run's checkpoint with the current state (and note it in run.json).
+
+        Parameters or buffers that are no longer finite (an update that overflowed) are never saved:
+        that raises NonFiniteTermError, so the checkpoint on disk stays the last good one."""
+        blame = self._nonfinite_parameters()
+        if blame is not None:
+            raise blame
         self.rd.sync_metrics()
         atomic_torch_save(self.checkpoint_state(), self.rd.checkpoint_path)
         self.checkpoint_step = self.step
         self.rd.write_status(checkpoint_step=self.step, train_seconds=self.seconds())
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Load a checkpoint's model, optimiser, scheduler, RNG states and step."""
+        """Load a checkpoint's model, optimiser, scheduler, RNG states and step.
+
+        The optimiser's settings are the recipe's, not the checkpoint's: a resume that changed train.lr,
+        lr_decay, momentum or weight_decay (with --allow-change) trains on with the new values (the lr as
+        lr * lr_decay ** epoch), and one that changed train.optimizer starts that optimiser afresh."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise RunError(f"{self.rd.checkpoint_path}: unknown checkpoint format {state.get('format')!r}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise RunError(f"{self.rd.checkpoint_path} does not fit the recipe's [model] "
+                           f"({str(exc).splitlines()[-1].strip()[:160]}); the model's shape cannot change when "
+                           f"resuming: start a new run instead") from None
+        same_optimizer = state.get("optimizer_class", type(self.optimizer).__name__) == type(self.optimizer).__name__
+        if same_optimizer:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_recipe_hyperparameters(force_lr=not same_optimizer)
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.checkpoint_step = self.step
 
+    def _apply_recipe_hyperparameters(self, force_lr: bool) -> None:
+        t, groups = self.recipe.train, self.optimizer.param_groups
+        if force_lr or self.scheduler.gamma != t.lr_decay or any(g.get("initial_lr") != t.lr for g in groups):
+            # unchanged values keep the restored lr bit for bit; changed ones restart the decay's closed form
+            self.scheduler.gamma = t.lr_decay
+            self.scheduler.base_lrs = [t.lr for _ in groups]
+            for g in groups:
+                g["initial_lr"] = t.lr
+                g["lr"] = t.lr * t.lr_decay ** self.scheduler.last_epoch
+            self.scheduler._last_lr = [g["lr"] for g in groups]
+        for g in groups:
+            g["weight_decay"] = t.weight_decay
+            if "momentum" in g:
+                g["momentum"] = t.momentum
+
     # -- the loop ----------------------------------------------------------------------------
+
+    def prepare_resume(self) -> None:
+        """Restore the run's checkpoint (if there is one) and check the budget against it; writes nothing,
+        so a resume that cannot go on is refused before any file changes. ``run(resume=True)`` calls it."""
+        if self._resume_prepared:
+            return
+        rd = self.rd
+        if rd.checkpoint_path.is_file():
+            self.restore(load_checkpoint(rd.checkpoint_path, map_location=self.device))
+        if rd.read_status().get("status") == "completed" and self.step >= self.total_steps:
+            raise RunError(f"{rd.path} already completed {self.step} steps; to train further pass --steps N "
+                           f"(more than {self.step}) with --allow-change train.steps")
+        if self.step > self.total_steps:
+            raise RunError(f"{rd.path}: the checkpoint is at step {self.step}, past the budget of "
+                           f"{self.total_steps} steps; pass --steps N with N >= {self.step}")
+        self._resume_prepared = True
 
     def make_step(self, x: torch.Tensor, step: int) -> Step:
         """Encode, sample and decode one batch into the Step every term reads."""
@@ -273,16 +324,9 @@ class Trainer:
         rd = self.rd
         last_records: dict[str, Any] = {}
         if resume:
+            self.prepare_resume()
             before = rd.read_status()
             rd.remove_stale_temp_files()
-            if rd.checkpoint_path.is_file():
-                self.restore(load_checkpoint(rd.checkpoint_path, map_location=self.device))
-            if self.step > self.total_steps:
-                raise RunError(f"{rd.path}: the checkpoint is at step {self.step}, past the budget of "
-                               f"{self.total_steps} steps; pass --steps N with N >= {self.step}")
-            if before.get("status") == "completed" and self.step >= self.total_steps:
-                raise RunError(f"{rd.path} already completed {self.step} steps; to train further pass --steps N "
-                               f"(more than {self.step}) with --allow-change train.steps")
             rd.truncate_metrics(self.step)
             kept = rd.read_metrics()
             last_records = kept[-1] if kept else {}
@@ -315,14 +359,19 @@ class Trainer:
                 x = self.train_set.get_batch(index).x.to(self.device, non_blocking=True)
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
                 rng_before = device_rng_state(self.device)
-                out = self.objective(self.make_step(x, self.step), log=log)
                 try:
+                    out = self.objective(self.make_step(x, self.step), log=log)
                     self.objective.check_finite(out, self.step)
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
                     self._clip_and_check_gradients(clip, x, rng_before)
-                except NonFiniteTermError as exc:
-                    self._diverged(exc)
+                except (NonFiniteTermError, ValueError) as exc:
+                    # weights that an earlier update made non-finite are the cause, whatever failed now;
+                    # torch.distributions refuses non-finite parameters with a ValueError
+                    blame = self._nonfinite_parameters() or self._nonfinite_encoder_output(x)
+                    if isinstance(exc, ValueError) and blame is None:
+                        raise
+                    self._diverged(blame if blame is not None else exc)
                 self.optimizer.step()
                 self.step += 1
                 if log:
@@ -334,12 +383,12 @@ class Trainer:
                     progress.update(task, info=self._info(record))
                 progress.update(task, completed=self.step, epoch=epoch)
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps:
-                    self.save_checkpoint()
+                    self._checkpoint_or_diverge()
                 if flag.requested and self.step < self.total_steps:
                     status = "interrupted"
                     break
             if self.checkpoint_step != self.step:
-                self.save_checkpoint()
+                self._checkpoint_or_diverge()
         seconds = self.seconds()
         reason = None
         if status == "interrupted":
@@ -351,6 +400,12 @@ class Trainer:
                                        "train_seconds": seconds, "loss": last_records.get("loss"), "terms": final})
         return TrainResult(run_dir=rd, status=status, steps=self.step, total_steps=self.total_steps,
                            seconds=seconds, final=last_records)
+
+    def _checkpoint_or_diverge(self) -> None:
+        try:
+            self.save_checkpoint()
+        except NonFiniteTermError as exc:
+            self._diverged(exc)
 
     def _clip_and_check_gradients(self, clip: float, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> None:
         """Clip the gradient's global L2 norm to ``clip`` (0: no clipping), as torch.nn.utils.clip_grad_norm_
@@ -364,8 +419,26 @@ class Trainer:
             return
         names = {p: n for n, p in self.model.named_parameters()}
         where = next((names[p] for p in params if not torch.isfinite(p.grad).all()), "?")
-        raise NonFiniteTermError(self._blame_gradient(x, rng_before), float(norm), self.step,
-                                 quantity=f"gradient (first in {where})")
+        raise NonFiniteTermError(self._blame_gradient(x, rng_before), float(norm), self.step, quantity="gradient",
+                                 where=where)
+
+    def _nonfinite_parameters(self) -> NonFiniteTermError | None:
+        """The first parameter or buffer that is not finite (an update overflowed), as an error; else None."""
+        for name, tensor in self.model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                value = float(tensor[~torch.isfinite(tensor)].flatten()[0])
+                return NonFiniteTermError("(the parameters)", value, self.step, where=name)
+        return None
+
+    def _nonfinite_encoder_output(self, x: torch.Tensor) -> NonFiniteTermError | None:
+        """Finite weights so large that the encoder's output overflows, as an error; else None (called only
+        when the run stops anyway, so the extra forward pass may touch BatchNorm statistics)."""
+        encoder = self.model.encoder
+        with torch.no_grad():
+            h = encoder.head(encoder.body(x))
+        if bool(torch.isfinite(h).all()):
+            return None
+        return NonFiniteTermError("(the encoder's output)", float(h[~torch.isfinite(h)].flatten()[0]), self.step)
 
     def _blame_gradient(self, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> str:
         """Recompute the failed step from the same random state and find the term whose gradient is not finite."""
@@ -389,9 +462,11 @@ class Trainer:
             ckpt = f"the last good checkpoint (step {self.checkpoint_step}) is kept in {rd.checkpoint_path}"
         else:
             ckpt = "no checkpoint had been written yet (set train.checkpoint_every to keep one)"
-        what = exc.label.strip("()") if exc.label.startswith("(") else f"term {exc.label!r}"
-        message = (f"training diverged at step {exc.step}: the {exc.quantity} of {what} is {exc.value}; {ckpt}. "
-                   f"Lower train.lr, set train.grad_clip, or check that term")
+        is_term = not exc.label.startswith("(")
+        what = f"term {exc.label!r}" if is_term else exc.label.strip("()")
+        first = f" (first in {exc.where})" if exc.where else ""
+        message = (f"training diverged at step {exc.step}: the {exc.quantity} of {what} is {exc.value}{first}; {ckpt}. "
+                   f"Lower train.lr, set train.grad_clip{', or check that term' if is_term else ''}")
         rd.write_status(status="diverged", step=exc.step, train_seconds=self.seconds(), stop_reason=message,
                         diverged_term=exc.label, finished=time.time())
         raise DivergenceError(message)
@@ -499,6 +574,9 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
     console = console or Console(stderr=True)
     if allow_changes and resume is None:
         raise RunError("--allow-change only applies when continuing a run: add --resume RUN_DIR")
+    if out is not None and resume is not None:
+        raise RunError(f"--out and --resume both name a run directory; a resume continues {resume} in place, "
+                       f"so drop --out")
     if resume is not None:
         rd = RunDir.open(resume)
         if recipe_path is None and any(o.split("=", 1)[0].strip().split(".")[0] == "vars" for o in overrides):
@@ -517,13 +595,8 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
                                f"{', '.join(_show_change(*c) for c in refused)}; resume with the same recipe, "
                                f"or allow the change explicitly with {flags}")
             trainer = Trainer(recipe, rd, progress=progress, console=console)
-            done = int(load_checkpoint(rd.checkpoint_path)["step"]) if rd.checkpoint_path.is_file() else 0
-            if status.get("status") == "completed" and trainer.total_steps <= done:
-                raise RunError(f"{rd.path} already completed {done} steps; to train further pass --steps N "
-                               f"(more than {done}) with --allow-change train.steps")
-            if done > trainer.total_steps:
-                raise RunError(f"{rd.path}: the checkpoint is at step {done}, past the budget of "
-                               f"{trainer.total_steps} steps; pass --steps N with N >= {done}")
+            trainer.prepare_resume()  # restores the checkpoint into the recipe's model: refusals come first
+            done = trainer.step
             if changes:
                 atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
                 history = list(status.get("changed_on_resume", []))

@@ -148,8 +148,8 @@ def test_a_nan_gradient_is_caught_and_blamed_on_its_term_by_the_command_line(tmp
     assert "Traceback" not in proc.stdout + proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2
     err = " ".join(proc.stderr.split())
-    assert "training diverged at step 7: the gradient (first in encoder." in err
-    assert "of term 'nan_at_step' is nan; the last good checkpoint (step 5) is kept" in err
+    assert "training diverged at step 7: the gradient of term 'nan_at_step' is nan (first in encoder." in err
+    assert "); the last good checkpoint (step 5) is kept" in err
     status = RunDir(run_dir).read_status()
     assert (status["status"], status["step"], status["diverged_term"]) == ("diverged", 7, "nan_at_step")
     assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 5
@@ -244,3 +244,26 @@ def test_a_clip_above_the_gradient_norm_changes_nothing(tmp_path, one_thread):
     _, loose, _ = _one_step(tmp_path, "loose", 2 * norm)
     for name in unclipped:  # a scale of min(1, c / norm) = 1 leaves the update bit for bit
         assert torch.equal(unclipped[name], loose[name]), name
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 2])
+def test_weights_that_overflow_are_blamed_and_never_checkpointed(tmp_path, one_thread, checkpoint_every):
+    """An SGD step with lr = 3e38 (near the float32 maximum) turns finite gradients into infinite weights.
+    Caught by the checkpoint due right after it (checkpoint_every = 1) or by the next step, whose
+    distributions refuse non-finite parameters (checkpoint_every = 2: 21 is not a checkpoint step);
+    either way the message blames the parameters and the checkpoint on disk stays the last good one."""
+    text = CLIP_RECIPE.replace("steps = 1", f"steps = 20\ncheckpoint_every = {checkpoint_every}")
+    rd = RunDir.create("overflow", out=tmp_path / "run")
+    Trainer(parse_recipe(text, source="overflow.toml"), rd, progress=False).run()
+    assert load_checkpoint(rd.checkpoint_path)["step"] == 20
+
+    # continue with an absurd learning rate (the resume applies the recipe's lr, not the checkpoint's)
+    recipe = parse_recipe(text, overrides=["train.lr=3e38", "train.steps=30"], source="overflow.toml")
+    with pytest.raises(DivergenceError, match=r"at step 21: the value of the parameters is (-?inf|nan) \(first in "
+                                              r"[a-z.0-9]+\); the last good checkpoint \(step 20\) is kept"):
+        Trainer(recipe, rd, progress=False).run(resume=True)
+    kept = load_checkpoint(rd.checkpoint_path)
+    assert kept["step"] == 20
+    assert all(bool(torch.isfinite(t).all()) for t in kept["model"].values() if t.is_floating_point())
+    status = rd.read_status()
+    assert (status["status"], status["step"], status["diverged_term"]) == ("diverged", 21, "(the parameters)")

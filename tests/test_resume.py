@@ -10,7 +10,6 @@ monitored term (VAT) that draws random numbers on logging steps.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -367,6 +366,8 @@ def test_resume_checks_before_writing(tmp_path, one_thread):
         (("--resume", run_dir, "--steps", "10", "--allow-change", "train.steps"), "already completed 20 steps"),
         ((recipe, "--out", tmp_path / "other", "--allow-change", "train.lr"), "only applies when continuing a run"),
         (("--resume", tmp_path / "nowhere"), "not found"),
+        (("--resume", run_dir, "--out", tmp_path / "other"), "drop --out"),
+        ((recipe, "--out", run_dir), "already exists and is not empty"),
         (("--resume", tmp_path), "is not a run directory"),
     ]
     for args, expected in cases:
@@ -433,3 +434,34 @@ def test_logging_frequency_does_not_change_training(tmp_path, one_thread):
     assert [r["step"] for r in RunDir(tmp_path / "rarely").read_metrics()] == [1, 30]
     assert_same_state(load_checkpoint(tmp_path / "often" / "checkpoint.pt")["model"],
                       load_checkpoint(tmp_path / "rarely" / "checkpoint.pt")["model"])
+
+
+def test_allowed_changes_take_effect_and_a_model_that_no_longer_fits_is_refused(tmp_path, one_thread):
+    """The optimiser's settings come from the recipe, not the checkpoint: an allowed lr change applies
+    from the resume on (as lr * lr_decay ** epoch); a changed optimiser starts afresh; a model whose
+    shape changed cannot load the checkpoint and is refused before recipe.toml is rewritten."""
+    recipe = _short_recipe(tmp_path, steps=20, log_every=1)
+    run_dir = tmp_path / "run"
+    assert _invoke("run", recipe, "--out", run_dir, "-q", "--no-eval").exit_code == 0
+    before = _snapshot(run_dir)
+    result = _invoke("run", recipe, "--resume", run_dir, "--steps", "30", "--set", "model.encoder.hidden=[16]",
+                     "--allow-change", "train.steps", "--allow-change", "model.encoder.hidden", "-q", "--no-eval")
+    assert result.exit_code == 2 and "does not fit the recipe's [model]" in " ".join(result.output.split())
+    assert _snapshot(run_dir) == before
+
+    result = _invoke("run", recipe, "--resume", run_dir, "--steps", "30", "--set", "train.lr=0.001",
+                     "--allow-change", "train.steps", "--allow-change", "train.lr", "-q", "--no-eval")
+    assert result.exit_code == 0, result.output
+    records = RunDir(run_dir).read_metrics()
+    assert [r["step"] for r in records] == list(range(1, 31))
+    for r in records:  # 12 steps an epoch; lr_decay = 0.9
+        lr = 0.003 if r["step"] <= 20 else 0.001
+        assert r["lr"] == pytest.approx(lr * 0.9 ** r["epoch"], rel=1e-12), r["step"]
+
+    result = _invoke("run", recipe, "--resume", run_dir, "--steps", "40", "--set", 'train.optimizer="sgd"',
+                     "--set", "train.lr=0.001", "--allow-change", "train", "-q", "--no-eval")
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["optimizer_class"] == "SGD" and state["step"] == 40
+    assert all("momentum_buffer" in s for s in state["optimizer"]["state"].values())
+    assert RunDir(run_dir).read_metrics()[-1]["lr"] == pytest.approx(0.001 * 0.9 ** 3, rel=1e-12)
