@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
+# One torch thread in the tests and in the training processes they start: on a 2-core machine shared
+# with anything else, torch's two intra-op threads stall (4x slower steps were measured), and the
+# tests compare runs with one another, never across thread counts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
