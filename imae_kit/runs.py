@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from imae_kit.atomic import atomic_file, remove_stale_temporaries
 from imae_kit.errors import RunError
 
 RECIPE_FILE = "recipe.toml"
@@ -37,20 +37,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a kill at any instant leaves the old file or the new one, never a mix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -62,33 +50,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save through a temp file, flush, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -197,12 +160,7 @@ class RunDir:
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete the temp files of atomic writes that a killed process left behind; return what was removed."""
-        removed = []
-        for p in self.path.glob(".*.tmp"):
-            if p.is_file():
-                p.unlink()
-                removed.append(p)
-        return removed
+        return remove_stale_temporaries(self.path)
 
     # -- status ----------------------------------------------------------------------------
 

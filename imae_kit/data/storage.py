@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -35,10 +34,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from imae_kit.atomic import atomic_file, remove_stale_temporaries  # noqa: F401  (re-exported)
 from imae_kit.errors import DataError
 
 DATA_ENV_VAR = "IMAE_KIT_DATA"
-TEMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 22  # 4 MiB
 
 
@@ -79,55 +78,18 @@ def make_dir(path: Path) -> Path:
     return path
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for binary writing; on a clean exit fsync it and rename
-    it to ``path``; on any exception (KeyboardInterrupt included) delete it and re-raise."""
+    """``imae_kit.atomic.atomic_file`` in the data root: creates the folder; a folder that cannot be
+    written (permissions, disk full) is a DataError saying how to choose another data root."""
     path = Path(path)
     make_dir(path.parent)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
     try:
-        # os.open with mode 0o666 lets the umask decide the final permissions (mkstemp would force 0600)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise DataError(f"cannot write in {path.parent}: {exc.strerror or exc}; "
-                        f"choose another data root with ${DATA_ENV_VAR}=DIR") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(path) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete ``.*.tmp`` files left in ``directory`` by a killed writer (call with the lock held)."""
-    removed = []
-    if not directory.is_dir():
-        return removed
-    for p in directory.glob(f".*{TEMP_SUFFIX}"):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            removed.append(p)
-    return removed
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}; nothing was left behind; "
+                        f"free space or choose another data root with ${DATA_ENV_VAR}=DIR") from exc
 
 
 @contextlib.contextmanager
