@@ -92,8 +92,13 @@ def main() -> None:
     time_composed(splits, 10, args.batch_size, args.log_every)
     hand, composed = [], []
     for r in range(args.rounds):
-        hand.append(time_handwritten(splits, args.steps, args.batch_size, beta))
-        composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every))
+        # alternate which side goes first, so neither always runs on a warmer (or noisier) machine
+        if r % 2 == 0:
+            hand.append(time_handwritten(splits, args.steps, args.batch_size, beta))
+            composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every))
+        else:
+            composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every))
+            hand.append(time_handwritten(splits, args.steps, args.batch_size, beta))
         print(f"round {r + 1}: hand-written {args.steps / hand[-1]:6.1f} steps/s   "
               f"composed {args.steps / composed[-1]:6.1f} steps/s   ratio {composed[-1] / hand[-1]:.3f}")
     h, c = statistics.median(hand), statistics.median(composed)
