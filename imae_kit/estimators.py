@@ -103,9 +103,12 @@ def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch",
 
 
 def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
-                      dataset_size: int | None = None) -> torch.Tensor:
-    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)] (PAPER.md eq. 10, App. B)."""
-    log_q = log_density_matrix(z, mu, sigma)
+                      dataset_size: int | None = None, *, log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)] (PAPER.md eq. 10, App. B).
+
+    ``log_q``: the [B, B, K] matrix of ``log_density_matrix(z, mu, sigma)`` if already computed."""
+    if log_q is None:
+        log_q = log_density_matrix(z, mu, sigma)
     joint = log_aggregate_density(log_q, estimator, dataset_size)
     marginals = log_aggregate_marginals(log_q, estimator, dataset_size).sum(dim=1)
     return (joint - marginals).mean()
@@ -113,17 +116,26 @@ def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, es
 
 def marginal_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
                           estimator: str = "batch", dataset_size: int | None = None, *,
-                          per_dimension: bool = False) -> torch.Tensor:
-    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B)."""
-    marginals = log_aggregate_marginals(log_density_matrix(z, mu, sigma), estimator, dataset_size)
+                          per_dimension: bool = False, log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B).
+
+    ``log_q``: the [B, B, K] matrix of ``log_density_matrix(z, mu, sigma)`` if already computed."""
+    if log_q is None:
+        log_q = log_density_matrix(z, mu, sigma)
+    marginals = log_aggregate_marginals(log_q, estimator, dataset_size)
     kl = (marginals - log_normal_density(z, 0.0, scale)).mean(dim=0)  # [K], one KL per dimension
     return kl if per_dimension else kl.sum()
 
 
 def aggregate_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
-                           estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
-    """KL(p(z) || N(0, scale^2 I)) ~= mean_i [log p(z_i) - log r(z_i)], term (5) of PAPER.md's baselines (App. B)."""
-    joint = log_aggregate_density(log_density_matrix(z, mu, sigma), estimator, dataset_size)
+                           estimator: str = "batch", dataset_size: int | None = None, *,
+                           log_q: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(p(z) || N(0, scale^2 I)) ~= mean_i [log p(z_i) - log r(z_i)], term (5) of PAPER.md's baselines (App. B).
+
+    ``log_q``: the [B, B, K] matrix of ``log_density_matrix(z, mu, sigma)`` if already computed."""
+    if log_q is None:
+        log_q = log_density_matrix(z, mu, sigma)
+    joint = log_aggregate_density(log_q, estimator, dataset_size)
     return (joint - log_normal_density(z, 0.0, scale).sum(dim=1)).mean()
 
 
@@ -155,3 +167,9 @@ def categorical_kl_to_uniform(log_probs: torch.Tensor) -> torch.Tensor:
 def categorical_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) = sum_y p(y) (log p(y) - log q(y)) over the last dim [..., K2] -> [...] (PAPER.md eq. 11, VAT)."""
     return (log_p.exp() * (_finite(log_p) - _finite(log_q))).sum(dim=-1)
+
+
+def step_log_density_matrix(step) -> torch.Tensor:
+    """The step's [B, B, K] matrix log q(z_ik | x_j) of its z samples, computed once per Step (Step.shared)."""
+    post = step.posterior
+    return step.shared("log_density_matrix", lambda: log_density_matrix(step.samples.z, post.mu, post.sigma))

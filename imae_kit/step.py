@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Hashable
 
 import attrs
 import pyro.distributions as dist
@@ -65,6 +65,9 @@ class Step:
     - ``dataset_size``: N, the number of training examples (for the MWS/MSS estimators).
     - ``step``: the optimisation step, counted from 0 (for schedules and capacities).
     - ``gather``: concatenates a per-process tensor over processes along dim 0 (identity here).
+
+    ``shared(key, compute)`` memoises a derived quantity for the step, so terms that need the same
+    intermediate (the B x B x K log-density matrix of marginal_kl and total_correlation) compute it once.
     """
 
     x: torch.Tensor
@@ -75,6 +78,13 @@ class Step:
     dataset_size: int
     step: int = 0
     gather: Callable[[torch.Tensor], torch.Tensor] = _identity
+    _memo: dict = attrs.field(factory=dict, repr=False, init=False)
+
+    def shared(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for in this step, the same object after that."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def batch_size(self) -> int:

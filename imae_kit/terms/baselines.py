@@ -24,6 +24,7 @@ from imae_kit.estimators import (
     aggregate_kl_to_normal,
     categorical_kl_to_uniform,
     log_mean_probs,
+    step_log_density_matrix,
 )
 from imae_kit.params import choice_field, float_field, int_field
 from imae_kit.registry import register_term
@@ -88,7 +89,8 @@ class AggregateKL:
         value = post.mu.new_zeros(())
         if self.latent in ("z", "both"):
             value = value + aggregate_kl_to_normal(step.samples.z, post.mu, post.sigma, 1.0,
-                                                   self.estimator, step.dataset_size)
+                                                   self.estimator, step.dataset_size,
+                                                   log_q=step_log_density_matrix(step))
         if self.latent in ("y", "both"):
             value = value + categorical_kl_to_uniform(log_mean_probs(step.gather(post.logits)))
         return value
