@@ -28,6 +28,21 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def first_conversion_error(cls: type, values: dict[str, Any]) -> tuple[str, Exception] | None:
+    """(name, error) of the first value that its attrs field's converter refuses, else None.
+
+    Converters do not know their field's name, so callers report it from here."""
+    fields = {f.name: f for f in attrs.fields(cls)}
+    for key, value in values.items():
+        converter = fields[key].converter if key in fields else None
+        if converter is not None:
+            try:
+                converter(value)
+            except (TypeError, ValueError) as exc:
+                return key, exc
+    return None
+
+
 def _check(name_check: str, ok):
     def validator(inst, attribute, value):
         if not ok(value):

@@ -723,20 +723,15 @@ def _validate_train(table: dict, ctx: _Context) -> TrainSpec:
 
 
 def _validate_eval(table: dict, ctx: _Context) -> dict:
-    """[eval] keys are the evaluation settings; checked against them when the evaluator is present."""
-    try:
-        from imae_kit.evaluate import EvalSettings
-    except ImportError:  # evaluation layer not installed in this build
-        return dict(table)
-    fields = {f.name: f for f in attrs.fields(EvalSettings)}
-    _check_keys(table, list(fields), ctx, "[eval]", "eval")
-    for key, value in table.items():  # converters do not know their field's name: check each one here
-        converter = fields[key].converter
-        if converter is not None:
-            try:
-                converter(value)
-            except (TypeError, ValueError) as exc:
-                raise ctx.error("[eval]", f"{key!r}: {exc}", key, "eval") from None
+    """[eval] keys are the evaluation settings (``imae_kit.evaluate.EvalSettings``), checked here."""
+    from imae_kit.evaluate import EvalSettings
+    from imae_kit.params import first_conversion_error
+
+    _check_keys(table, [f.name for f in attrs.fields(EvalSettings)], ctx, "[eval]", "eval")
+    refused = first_conversion_error(EvalSettings, table)
+    if refused is not None:
+        key, exc = refused
+        raise ctx.error("[eval]", f"{key!r}: {exc}", key, "eval") from None
     try:
         EvalSettings(**table)
     except (TypeError, ValueError) as exc:

@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 import attrs
 
 from imae_kit.errors import PluginError, RecipeError
+from imae_kit.params import first_conversion_error
 
 KINDS = ("term", "network", "dataset")
 ENTRY_POINT_GROUPS = {"term": "imae_kit.terms", "network": "imae_kit.networks", "dataset": "imae_kit.datasets"}
@@ -175,13 +176,10 @@ def build(kind: str, name: str, params: dict[str, Any], *, where: str = "") -> A
     missing = [f for f, a in fields.items() if a.default is attrs.NOTHING and f not in params]
     if missing:
         raise RecipeError(f"{prefix}{kind} {name!r} needs parameter {missing[0]!r}")
-    for key, value in params.items():  # converters do not know their field's name: check each one here
-        converter = fields[key].converter
-        if converter is not None:
-            try:
-                converter(value)
-            except (TypeError, ValueError) as exc:
-                raise RecipeError(f"{prefix}{kind} {name!r}, parameter {key!r}: {exc}") from exc
+    refused = first_conversion_error(cls, params)
+    if refused is not None:
+        key, exc = refused
+        raise RecipeError(f"{prefix}{kind} {name!r}, parameter {key!r}: {exc}") from exc
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
