@@ -101,3 +101,19 @@ def cli_runner():
         return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def one_thread():
+    """Train in-process on one thread (much faster on a busy 2-core machine); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def invoke_cli(*args: object):
+    """Run the imae-kit CLI in-process (exceptions caught into the Result, as a shell would see them)."""
+    from imae_kit.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])

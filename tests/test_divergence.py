@@ -22,8 +22,9 @@ from imae_kit.recipe import parse_recipe
 from imae_kit.runs import RunDir, load_checkpoint
 from imae_kit.train import Trainer, index_batches
 
-from conftest import REPO
+from conftest import REPO, invoke_cli as _invoke
 from test_resume import assert_same_state
+
 
 NAN_TERM = Path(__file__).parent / "fixtures" / "nan_term.py"
 
@@ -70,23 +71,6 @@ def _recipe(at_step: int = 12, where: str = "value", checkpoint_every: int = 5, 
         [eval]
         """
     )
-
-
-@pytest.fixture
-def one_thread():
-    """Train in-process on one thread (much faster on a busy 2-core machine); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _invoke(*args: object):
-    from click.testing import CliRunner
-
-    from imae_kit.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def _write(tmp_path: Path, text: str, name: str = "recipe.toml") -> Path:

@@ -24,7 +24,8 @@ import torch
 
 from imae_kit.runs import RunDir, load_checkpoint
 
-from conftest import REPO
+from conftest import REPO, invoke_cli as _invoke
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOTAL = 150
@@ -291,23 +292,6 @@ def test_ctrl_c_checkpoints_after_the_current_step_says_how_to_resume_and_exits_
 
 
 # ----------------------------------------------------------------------------- in-process: refusals, extension
-
-@pytest.fixture
-def one_thread():
-    """Train in-process on one thread (much faster on a busy 2-core machine); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _invoke(*args: object):
-    from click.testing import CliRunner
-
-    from imae_kit.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
 
 def _snapshot(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
