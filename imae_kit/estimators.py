@@ -85,6 +85,8 @@ def _weighted_logsumexp(log_q: torch.Tensor, estimator: str, dataset_size: int |
     b = log_q.shape[0]
     if log_q.dim() < 2 or log_q.shape[1] != b:
         raise ValueError(f"expected a pairwise matrix [B, B, ...], got {tuple(log_q.shape)}")
+    if estimator == "batch":  # constant weights 1/B: no [B, B, ...] weight tensor to add and differentiate
+        return torch.logsumexp(log_q, dim=1) - math.log(b)
     log_w = log_importance_weights(b, estimator, dataset_size, dtype=log_q.dtype, device=log_q.device)
     log_w = log_w.reshape(b, b, *([1] * (log_q.dim() - 2)))
     return torch.logsumexp(log_q + log_w, dim=1)
@@ -102,41 +104,71 @@ def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch",
     return _weighted_logsumexp(log_q, estimator, dataset_size)
 
 
-def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
-                      dataset_size: int | None = None, *, log_q: torch.Tensor | None = None) -> torch.Tensor:
-    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)] (PAPER.md eq. 10, App. B).
+class BatchAggregate:
+    """The aggregate posterior p(z) = sum_j w_ij p(z | x_j) of one batch, at the batch's own samples z_i.
 
-    ``log_q``: the [B, B, K] matrix of ``log_density_matrix(z, mu, sigma)`` if already computed."""
-    if log_q is None:
-        log_q = log_density_matrix(z, mu, sigma)
-    joint = log_aggregate_density(log_q, estimator, dataset_size)
-    marginals = log_aggregate_marginals(log_q, estimator, dataset_size).sum(dim=1)
-    return (joint - marginals).mean()
+    Holds the [B, B, K] matrix log p(z_ik | x_j) and computes log p(z_i) (``log_joint``, [B]) and
+    log p(z_ik) (``log_marginals``, [B, K]) once each, on first use; every quantity of PAPER.md
+    Appendix B (Gaussian matching, total correlation, the KL of p(z) to a normal) is read off them.
+    ``log_q`` may be passed when already computed (``step_log_density_matrix``).
+    """
+
+    def __init__(self, z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
+                 dataset_size: int | None = None, *, log_q: torch.Tensor | None = None):
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+        self.z = z
+        self.estimator = estimator
+        self.dataset_size = dataset_size
+        self.log_q = log_density_matrix(z, mu, sigma) if log_q is None else log_q
+        self._joint: torch.Tensor | None = None
+        self._marginals: torch.Tensor | None = None
+
+    @property
+    def log_joint(self) -> torch.Tensor:
+        """log p(z_i), [B]."""
+        if self._joint is None:
+            self._joint = log_aggregate_density(self.log_q, self.estimator, self.dataset_size)
+        return self._joint
+
+    @property
+    def log_marginals(self) -> torch.Tensor:
+        """log p(z_ik), [B, K]."""
+        if self._marginals is None:
+            self._marginals = log_aggregate_marginals(self.log_q, self.estimator, self.dataset_size)
+        return self._marginals
+
+    def total_correlation(self) -> torch.Tensor:
+        """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)]."""
+        return (self.log_joint - self.log_marginals.sum(dim=1)).mean()
+
+    def marginal_kl_to_normal(self, scale: float = 1.0, *, per_dimension: bool = False) -> torch.Tensor:
+        """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] ([K] if per_dimension)."""
+        kl = (self.log_marginals - log_normal_density(self.z, 0.0, scale)).mean(dim=0)
+        return kl if per_dimension else kl.sum()
+
+    def kl_to_normal(self, scale: float = 1.0) -> torch.Tensor:
+        """KL(p(z) || N(0, scale^2 I)) ~= mean_i [log p(z_i) - log r(z_i)]."""
+        return (self.log_joint - log_normal_density(self.z, 0.0, scale).sum(dim=1)).mean()
+
+
+def total_correlation(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
+                      dataset_size: int | None = None) -> torch.Tensor:
+    """TC(z) = KL(p(z) || prod_k p(z_k)) ~= mean_i [log p(z_i) - sum_k log p(z_ik)] (PAPER.md eq. 10, App. B)."""
+    return BatchAggregate(z, mu, sigma, estimator, dataset_size).total_correlation()
 
 
 def marginal_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
                           estimator: str = "batch", dataset_size: int | None = None, *,
-                          per_dimension: bool = False, log_q: torch.Tensor | None = None) -> torch.Tensor:
-    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B).
-
-    ``log_q``: the [B, B, K] matrix of ``log_density_matrix(z, mu, sigma)`` if already computed."""
-    if log_q is None:
-        log_q = log_density_matrix(z, mu, sigma)
-    marginals = log_aggregate_marginals(log_q, estimator, dataset_size)
-    kl = (marginals - log_normal_density(z, 0.0, scale)).mean(dim=0)  # [K], one KL per dimension
-    return kl if per_dimension else kl.sum()
+                          per_dimension: bool = False) -> torch.Tensor:
+    """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B)."""
+    return BatchAggregate(z, mu, sigma, estimator, dataset_size).marginal_kl_to_normal(scale, per_dimension=per_dimension)
 
 
 def aggregate_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
-                           estimator: str = "batch", dataset_size: int | None = None, *,
-                           log_q: torch.Tensor | None = None) -> torch.Tensor:
-    """KL(p(z) || N(0, scale^2 I)) ~= mean_i [log p(z_i) - log r(z_i)], term (5) of PAPER.md's baselines (App. B).
-
-    ``log_q``: the [B, B, K] matrix of ``log_density_matrix(z, mu, sigma)`` if already computed."""
-    if log_q is None:
-        log_q = log_density_matrix(z, mu, sigma)
-    joint = log_aggregate_density(log_q, estimator, dataset_size)
-    return (joint - log_normal_density(z, 0.0, scale).sum(dim=1)).mean()
+                           estimator: str = "batch", dataset_size: int | None = None) -> torch.Tensor:
+    """KL(p(z) || N(0, scale^2 I)) ~= mean_i [log p(z_i) - log r(z_i)], term (5) of PAPER.md's baselines (App. B)."""
+    return BatchAggregate(z, mu, sigma, estimator, dataset_size).kl_to_normal(scale)
 
 
 def _finite(log_probs: torch.Tensor) -> torch.Tensor:
@@ -173,3 +205,11 @@ def step_log_density_matrix(step) -> torch.Tensor:
     """The step's [B, B, K] matrix log q(z_ik | x_j) of its z samples, computed once per Step (Step.shared)."""
     post = step.posterior
     return step.shared("log_density_matrix", lambda: log_density_matrix(step.samples.z, post.mu, post.sigma))
+
+
+def step_aggregate(step, estimator: str = "batch") -> BatchAggregate:
+    """The step's BatchAggregate for ``estimator``, built once per Step and shared by every term that asks
+    (marginal_kl and total_correlation both need log p(z_ik); total_correlation and aggregate_kl log p(z_i))."""
+    return step.shared(("aggregate", estimator), lambda: BatchAggregate(
+        step.samples.z, step.posterior.mu, step.posterior.sigma, estimator, step.dataset_size,
+        log_q=step_log_density_matrix(step)))

@@ -15,7 +15,10 @@ LOG_SIGMA_MAX = 5.0
 
 
 class Encoder(nn.Module):
-    """x [B, D] -> Posterior: Normal(mu, sigma).to_event(1) for z [B, K1], Categorical(logits) for y [B, K2]."""
+    """x [B, D] -> Posterior: Normal(mu, sigma).to_event(1) for z [B, K1], Categorical(logits) for y [B, K2].
+
+    The last layer is one linear head split into mu, log sigma (clamped to [-9, 5]) and the logits of y,
+    normalised by log-softmax."""
 
     def __init__(self, body: nn.Module, body_out: int, latent_continuous: int, latent_discrete: int):
         super().__init__()
@@ -30,12 +33,7 @@ class Encoder(nn.Module):
         k1 = self.latent_continuous
         mu, log_sigma, logits = h[:, :k1], h[:, k1:2 * k1], h[:, 2 * k1:]
         sigma = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp()
-        # valid by construction (sigma = exp of a clamped value), so skip pyro's argument checks:
-        # they cost a reduction and a host sync per distribution per step
-        return Posterior(
-            z=dist.Normal(mu, sigma, validate_args=False).to_event(1),
-            y=dist.Categorical(logits=logits, validate_args=False),
-        )
+        return Posterior(mu=mu, sigma=sigma, logits=torch.log_softmax(logits, dim=-1))
 
 
 class Decoder(nn.Module):

@@ -15,34 +15,50 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 
 @attrs.frozen(eq=False)
 class Posterior:
-    """The encoder's p(y, z | x) = p(y|x) prod_k p(z_k|x) as pyro distributions (PAPER.md, Model).
+    """The encoder's p(y, z | x) = p(y|x) prod_k p(z_k|x) (PAPER.md, Model), as tensors and pyro distributions.
 
-    ``z`` is Normal(mu, sigma).to_event(1) with batch shape [B] and event shape [K1];
-    ``y`` is Categorical(logits) with batch shape [B] over K2 categories.
+    - ``mu``, ``sigma``: mean and standard deviation of p(z|x), [B, K1];
+    - ``logits``: normalised log-probabilities log p(y|x), [B, K2] (each row logsumexp's to 0);
+    - ``z``: pyro ``Normal(mu, sigma).to_event(1)``, batch shape [B], event shape [K1];
+    - ``y``: pyro ``Categorical(logits=logits)``, batch shape [B] over K2 categories.
+
+    The two distributions are built on first access and then kept: the terms that need only the
+    parameters (VAT's extra encodes, the batch estimators) never pay for constructing them. Build a
+    Posterior from the parameters, or from existing distributions with ``Posterior.from_distributions``.
     """
 
-    z: dist.Independent
-    y: dist.Categorical
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    logits: torch.Tensor
+    _distributions: dict = attrs.field(factory=dict, repr=False, init=False)
+
+    @classmethod
+    def from_distributions(cls, z: dist.Independent, y: dist.Categorical) -> "Posterior":
+        """The Posterior of a Normal(mu, sigma).to_event(1) over z and a Categorical over y (kept as given)."""
+        post = cls(mu=z.base_dist.loc, sigma=z.base_dist.scale, logits=y.logits)
+        post._distributions.update(z=z, y=y)
+        return post
 
     @property
-    def mu(self) -> torch.Tensor:
-        """Means of p(z|x), shape [B, K1]."""
-        return self.z.base_dist.loc
+    def z(self) -> dist.Independent:
+        """p(z|x) = Normal(mu, sigma).to_event(1)."""
+        if "z" not in self._distributions:
+            # valid by construction (the encoder's sigma = exp of a clamped value), so skip pyro's argument
+            # checks: they cost a reduction and a host sync per distribution per step
+            self._distributions["z"] = dist.Normal(self.mu, self.sigma, validate_args=False).to_event(1)
+        return self._distributions["z"]
 
     @property
-    def sigma(self) -> torch.Tensor:
-        """Standard deviations of p(z|x), shape [B, K1]."""
-        return self.z.base_dist.scale
-
-    @property
-    def logits(self) -> torch.Tensor:
-        """Normalised log-probabilities of p(y|x), shape [B, K2]."""
-        return self.y.logits
+    def y(self) -> dist.Categorical:
+        """p(y|x) = Categorical(logits)."""
+        if "y" not in self._distributions:
+            self._distributions["y"] = dist.Categorical(logits=self.logits, validate_args=False)
+        return self._distributions["y"]
 
     @property
     def probs(self) -> torch.Tensor:
         """Probabilities p(y|x), shape [B, K2]."""
-        return self.y.probs
+        return self.logits.exp()
 
 
 @attrs.frozen(eq=False)

@@ -39,7 +39,7 @@ def posterior_step(mu: torch.Tensor, sigma: torch.Tensor, logits: torch.Tensor |
     b = mu.shape[0]
     if logits is None:
         logits = torch.zeros(b, 2, dtype=mu.dtype)
-    post = Posterior(z=dist.Normal(mu, sigma).to_event(1), y=dist.Categorical(logits=logits))
+    post = Posterior.from_distributions(dist.Normal(mu, sigma).to_event(1), dist.Categorical(logits=logits))
     if z is None:
         z = post.z.rsample()
     x = torch.zeros(b, 1, dtype=mu.dtype)

@@ -133,6 +133,31 @@ def test_vat_perturbation_has_norm_eps_and_beats_random_directions():
     assert adversarial > 3 * sum(randoms) / len(randoms)
 
 
+def test_vat_examples_without_a_usable_gradient_keep_their_direction_and_norm_eps():
+    """Example 0's p(y|x) ignores its input (zero gradient), example 1's gradient is NaN: both keep
+    the random starting direction at norm eps; example 2 follows its gradient."""
+    w = torch.randn(16, 4, generator=torch.Generator().manual_seed(0), dtype=D64)
+
+    class Encoded:
+        def __init__(self, logits):
+            self.logits = torch.log_softmax(logits, dim=-1)
+
+    def encode(v):
+        logits = v @ w
+        rows = [logits[:1] * 0, logits[1:2] + (v[1:2].sum() * float("nan") if v.requires_grad else 0), logits[2:]]
+        return Encoded(torch.cat(rows))
+
+    x = torch.rand(3, 16, generator=torch.Generator().manual_seed(1), dtype=D64)
+    target = encode(x).logits.detach()
+    torch.manual_seed(6)
+    start = torch.randn(3, 16, dtype=D64)
+    torch.manual_seed(6)
+    r = term("vat", eps=0.7, xi=1e-3).adversarial_perturbation(encode, x, target)
+    assert torch.allclose(r.norm(dim=1), torch.full((3,), 0.7, dtype=D64))
+    assert torch.allclose(r[:2], 0.7 * start[:2] / start[:2].norm(dim=1, keepdim=True))
+    assert not torch.allclose(r[2], 0.7 * start[2] / start[2].norm())
+
+
 def test_vat_value_is_the_kl_at_the_adversarial_point_and_the_target_is_detached(model_step):
     model, step = model_step
     model.eval()  # fixed normalisation, so the two calls below see the same network
@@ -226,6 +251,34 @@ def test_gaussian_terms_pass_the_estimator_and_dataset_size(estimator):
     if estimator == "mws":
         batch_tc = term("total_correlation")(step).item()
         assert tc.item() == pytest.approx(batch_tc + 2 * math.log(700), abs=1e-9)
+
+
+def test_terms_on_one_step_share_the_aggregate_densities(monkeypatch):
+    """marginal_kl, total_correlation and aggregate_kl with one estimator build log p(z_ik) and log p(z_i)
+    once per step (Step.shared); another estimator gets its own; values are unchanged by the sharing."""
+    calls = {"marginals": 0, "joint": 0}
+    real_marginals, real_joint = est.log_aggregate_marginals, est.log_aggregate_density
+
+    def counting(kind, real):
+        def wrapped(*args, **kwargs):
+            calls[kind] += 1
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(est, "log_aggregate_marginals", counting("marginals", real_marginals))
+    monkeypatch.setattr(est, "log_aggregate_density", counting("joint", real_joint))
+    step = _gaussian_step(b=25, dataset_size=500)
+    z, mu, sigma = step.samples.z, step.posterior.mu, step.posterior.sigma
+    values = [term("marginal_kl")(step), term("total_correlation")(step), term("aggregate_kl", latent="z")(step)]
+    assert calls == {"marginals": 1, "joint": 1}
+    term("total_correlation", estimator="mss")(step)
+    assert calls == {"marginals": 2, "joint": 2}
+    log_r = -0.5 * z ** 2 - 0.5 * math.log(2 * math.pi)
+    log_q = real_marginals(est.log_density_matrix(z, mu, sigma))
+    log_p = real_joint(est.log_density_matrix(z, mu, sigma))
+    assert values[0].item() == pytest.approx((log_q - log_r).sum(1).mean().item(), abs=1e-12)
+    assert values[1].item() == pytest.approx((log_p - log_q.sum(1)).mean().item(), abs=1e-12)
+    assert values[2].item() == pytest.approx((log_p - log_r.sum(1)).mean().item(), abs=1e-12)
 
 
 # --------------------------------------------------------------------------- posterior_kl

@@ -21,10 +21,9 @@ import torch
 
 from imae_kit.estimators import (
     ESTIMATORS,
-    aggregate_kl_to_normal,
     categorical_kl_to_uniform,
     log_mean_probs,
-    step_log_density_matrix,
+    step_aggregate,
 )
 from imae_kit.params import choice_field, float_field, int_field
 from imae_kit.registry import register_term
@@ -88,9 +87,7 @@ class AggregateKL:
         post = step.posterior
         value = post.mu.new_zeros(())
         if self.latent in ("z", "both"):
-            value = value + aggregate_kl_to_normal(step.samples.z, post.mu, post.sigma, 1.0,
-                                                   self.estimator, step.dataset_size,
-                                                   log_q=step_log_density_matrix(step))
+            value = value + step_aggregate(step, self.estimator).kl_to_normal(1.0)
         if self.latent in ("y", "both"):
             value = value + categorical_kl_to_uniform(log_mean_probs(step.gather(post.logits)))
         return value

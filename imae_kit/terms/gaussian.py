@@ -7,7 +7,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from imae_kit.estimators import ESTIMATORS, marginal_kl_to_normal, step_log_density_matrix, total_correlation
+from imae_kit.estimators import ESTIMATORS, step_aggregate
 from imae_kit.params import choice_field, float_field
 from imae_kit.registry import register_term
 from imae_kit.step import Step
@@ -33,9 +33,7 @@ class MarginalKL:
 
     def __call__(self, step: Step) -> torch.Tensor:
         """Batch estimate of sum_k KL(p(z_k) || N(0, s^2)) with the step's z samples."""
-        post = step.posterior
-        return marginal_kl_to_normal(step.samples.z, post.mu, post.sigma, self.scale, self.estimator, step.dataset_size,
-                                     log_q=step_log_density_matrix(step))
+        return step_aggregate(step, self.estimator).marginal_kl_to_normal(self.scale)
 
 
 @register_term("total_correlation")
@@ -51,6 +49,4 @@ class TotalCorrelation:
 
     def __call__(self, step: Step) -> torch.Tensor:
         """Batch estimate of mean_i [log p(z_i) - sum_k log p(z_ik)] with the step's z samples."""
-        post = step.posterior
-        return total_correlation(step.samples.z, post.mu, post.sigma, self.estimator, step.dataset_size,
-                                 log_q=step_log_density_matrix(step))
+        return step_aggregate(step, self.estimator).total_correlation()

@@ -69,12 +69,19 @@ def running_statistics_frozen(module: nn.Module | None) -> Iterator[None]:
             m.track_running_stats = True
 
 
-def _unit_rows(d: torch.Tensor) -> torch.Tensor:
-    """Scale each example (dim 0) of ``d`` to unit L2 norm; divide by the max first to avoid underflow."""
+def _unit_rows(d: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale each example (dim 0) of ``d`` to unit L2 norm; divide by the max first to avoid underflow.
+
+    With ``keep`` (unit rows of the same shape), an example of ``d`` that is all zero or not finite
+    is replaced by its row of ``keep``; the test costs one comparison per example, on the row maxima."""
     flat = d.reshape(d.shape[0], -1)
     tiny = torch.finfo(d.dtype).tiny
-    flat = flat / flat.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
+    peak = flat.abs().amax(dim=1, keepdim=True)  # NaN if the row holds a NaN, 0 if it is all zero
+    flat = flat / peak.clamp_min(tiny)
     flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(tiny)
+    if keep is not None:
+        usable = torch.isfinite(peak) & (peak > 0)
+        flat = torch.where(usable, flat, keep.reshape(flat.shape))
     return flat.reshape(d.shape)
 
 
@@ -131,8 +138,5 @@ class VirtualAdversarialSmoothness:
                 (grad,) = torch.autograd.grad(kl, probe)
             # An example whose finite difference vanished below rounding (all-zero gradient) keeps its
             # current direction, so that every example is still perturbed by exactly eps.
-            flat = grad.reshape(grad.shape[0], -1)
-            stuck = ~(torch.isfinite(flat).all(dim=1) & (flat != 0).any(dim=1))
-            grad = torch.where(stuck.reshape(-1, *([1] * (grad.dim() - 1))), d, grad)
-            d = _unit_rows(grad.detach())
+            d = _unit_rows(grad.detach(), keep=d)
         return self.eps * d
