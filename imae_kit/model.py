@@ -8,6 +8,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from imae_kit.distributions import RelaxedOneHot
 from imae_kit.step import Posterior, Samples
 
 LOG_SIGMA_MIN = -9.0  # keep sigma >= 1.2e-4 so log-densities stay finite
@@ -89,10 +90,7 @@ class HybridAutoencoder(nn.Module):
     def sample_latents(self, posterior: Posterior) -> Samples:
         """Reparameterised samples: z by the location-scale trick, y as a relaxed one-hot (Gumbel-softmax)."""
         z = posterior.z.rsample()
-        y = dist.RelaxedOneHotCategorical(
-            torch.tensor(self.temperature, device=posterior.logits.device), logits=posterior.logits,
-            validate_args=False,
-        ).rsample()
+        y = RelaxedOneHot(self.temperature, posterior.logits, validate_args=False).rsample()
         return Samples(z=z, y=y)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -207,6 +207,7 @@ class Trainer:
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
         self.objective = Objective.from_spec(recipe.objective, where=f"{recipe.source}: [objective]")
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
+        self._parameters = list(self.model.parameters())  # walked once, not on every step
         self.step = 0
         self.checkpoint_step: int | None = None
         self._resume_prepared = False
@@ -410,7 +411,7 @@ class Trainer:
     def _clip_and_check_gradients(self, clip: float, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> None:
         """Clip the gradient's global L2 norm to ``clip`` (0: no clipping), as torch.nn.utils.clip_grad_norm_
         does; raise NonFiniteTermError naming the term whose gradient is not finite."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self._parameters if p.grad is not None]
         if clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, max_norm=clip)
         else:
@@ -445,7 +446,7 @@ class Trainer:
         try:
             set_device_rng_state(rng_before)  # the run stops here: its random stream no longer matters
             out = self.objective(self.make_step(x, self.step))
-            params = [p for p in self.model.parameters() if p.requires_grad]
+            params = [p for p in self._parameters if p.requires_grad]
             for label, value in out.active_values.items():
                 if not value.requires_grad:
                     continue

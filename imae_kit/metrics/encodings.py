@@ -8,6 +8,7 @@ import attrs
 import torch
 
 from imae_kit.data.base import ArrayDataset
+from imae_kit.distributions import gumbel_softmax
 from imae_kit.metrics.mixture import progress_bar
 
 
@@ -50,8 +51,7 @@ class Encodings:
 def _relaxed_one_hot(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
     """A Gumbel-softmax sample softmax((logits + g) / T), g ~ Gumbel(0, 1), drawn with ``generator``."""
     u = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1.0 - 1e-7).to(logits.device)
-    g = -torch.log(-torch.log(u))
-    return torch.softmax((logits + g) / temperature, dim=-1)
+    return gumbel_softmax(logits, temperature, u)
 
 
 @torch.no_grad()

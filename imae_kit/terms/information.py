@@ -123,17 +123,23 @@ class VirtualAdversarialSmoothness:
         if module is None:
             warnings.warn("vat: step.encode is not an nn.Module nor a bound method of one; BatchNorm running "
                           "statistics cannot be protected from VAT's extra forward passes", stacklevel=2)
-        with running_statistics_frozen(module):
-            r_adv = self.adversarial_perturbation(step.encode, x, target)
+        with running_statistics_frozen(module):  # one guard over every extra pass of the step
+            r_adv = self._power_method(step.encode, x, target)
             return categorical_kl(target, step.encode(x + r_adv).logits).mean()
 
     def adversarial_perturbation(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor,
                                  target: torch.Tensor) -> torch.Tensor:
         """r_adv [B, ...]: eps times the unit direction found by the power method (no graph attached)."""
+        with running_statistics_frozen(module_behind(encode)):
+            return self._power_method(encode, x, target)
+
+    def _power_method(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                      target: torch.Tensor) -> torch.Tensor:
+        """``adversarial_perturbation`` without the guard on normalisation statistics (the caller holds it)."""
         d = _unit_rows(torch.randn_like(x))
         for _ in range(self.power_iterations):
             probe = (self.xi * d).requires_grad_(True)
-            with torch.enable_grad(), running_statistics_frozen(module_behind(encode)):
+            with torch.enable_grad():
                 kl = categorical_kl(target, encode(x + probe).logits).sum()
                 (grad,) = torch.autograd.grad(kl, probe)
             # An example whose finite difference vanished below rounding (all-zero gradient) keeps its
