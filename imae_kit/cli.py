@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,7 +77,7 @@ def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: in
     if result.status == "interrupted":
         err_console.print(f"[yellow]stopped at step {result.steps} of {result.total_steps}; continue with:[/] "
                           f"imae-kit run --resume {result.run_dir.path}")
-        sys.exit(130)
+        sys.exit(128 + (result.stop_signal or signal.SIGINT))  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def _print_summary(result: Any) -> None:

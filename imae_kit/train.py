@@ -43,6 +43,7 @@ class TrainResult:
     total_steps: int
     seconds: float
     final: dict[str, Any]
+    stop_signal: int | None = None  # the signal that stopped an interrupted run (SIGINT or SIGTERM)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -151,29 +152,48 @@ def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.optim
     return opt, sched
 
 
+_STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
 class _StopFlag:
-    """Ctrl-C during training sets a flag checked between steps; a second Ctrl-C interrupts at once."""
+    """Ctrl-C or SIGTERM during training sets a flag checked between steps; a second one interrupts at once."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        """How the stop was asked for: 'Ctrl-C' or 'SIGTERM'."""
+        return _STOP_SIGNALS.get(self.signum, f"signal {self.signum}")
 
     def handler(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.signum = signum
 
 
 @contextmanager
-def _graceful_sigint(flag: _StopFlag) -> Iterator[None]:
+def _graceful_stop(flag: _StopFlag) -> Iterator[None]:
+    """Route SIGINT (Ctrl-C) and SIGTERM (what batch schedulers send before a kill) to ``flag``."""
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, flag.handler)
-    except ValueError:  # not in the main thread
+        for signum in _STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, flag.handler)
+    except ValueError:  # not in the main thread: leave the handlers as they are
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Trainer:
@@ -349,7 +369,7 @@ class Trainer:
         ckpt_every = self.recipe.train.checkpoint_every
         log_every = self.recipe.train.log_every
         status = "completed"
-        with self._progress() as progress, _graceful_sigint(flag):
+        with self._progress() as progress, _graceful_stop(flag):
             task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=0, info="")
             batches = index_batches(self.recipe.train.seed, len(self.train_set), self.recipe.train.batch_size,
                                     self.step)
@@ -393,14 +413,15 @@ class Trainer:
         seconds = self.seconds()
         reason = None
         if status == "interrupted":
-            reason = (f"interrupted by Ctrl-C at step {self.step} of {self.total_steps}; "
+            reason = (f"interrupted by {flag.name} at step {self.step} of {self.total_steps}; "
                       f"continue with: imae-kit run --resume {rd.path}")
         rd.write_status(status=status, step=self.step, train_seconds=seconds, stop_reason=reason, finished=time.time())
         final = {k: v for k, v in last_records.get("terms", {}).items()}
         rd.write_json("summary.json", {"status": status, "step": self.step, "total_steps": self.total_steps,
                                        "train_seconds": seconds, "loss": last_records.get("loss"), "terms": final})
         return TrainResult(run_dir=rd, status=status, steps=self.step, total_steps=self.total_steps,
-                           seconds=seconds, final=last_records)
+                           seconds=seconds, final=last_records,
+                           stop_signal=flag.signum if status == "interrupted" else None)
 
     def _checkpoint_or_diverge(self) -> None:
         try:

@@ -265,20 +265,23 @@ def test_sigkill_at_random_moments_and_during_checkpoint_writes_then_resume_is_t
 # ----------------------------------------------------------------------------- Ctrl-C
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_after_the_current_step_says_how_to_resume_and_exits_130(
-        tmp_path, recipe_file, reference_run):
+@pytest.mark.parametrize("signum, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_checkpoints_after_the_current_step_says_how_to_resume_and_exits_128_plus_signal(
+        tmp_path, recipe_file, reference_run, signum, name):
+    """SIGTERM (what batch schedulers send before killing a job) is handled like Ctrl-C; exit 130 / 143."""
     run_dir = tmp_path / "run"
-    target = random.Random(7).randint(20, 90)
+    target = random.Random(7 + signum).randint(20, 90)
     proc = _launch(tmp_path, "run", recipe_file, "--out", run_dir, "-q", "--no-eval")
     assert _wait_for(_training_past(run_dir, proc, target), proc, f"step {target}"), _output(proc)
-    _kill(proc, signal.SIGINT)
+    _kill(proc, signum)
     out = _output(proc)
-    assert proc.returncode == 130, out
+    assert proc.returncode == 128 + signum, out
     assert "Traceback" not in out
     assert f"imae-kit run --resume {run_dir}" in out
     status = _status(run_dir)
     stopped = status["step"]
     assert status["status"] == "interrupted" and f"imae-kit run --resume {run_dir}" in status["stop_reason"]
+    assert status["stop_reason"].startswith(f"interrupted by {name} at step {stopped} ")
     assert target <= stopped < TOTAL
     # it finished the step under way, logged it, and checkpointed exactly there
     assert _checkpoint_step(run_dir) == stopped == _last_logged_step(run_dir)
