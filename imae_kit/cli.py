@@ -179,6 +179,87 @@ def compare(items: Sequence[str], overrides: Sequence[str]) -> None:
     console.print(table)
 
 
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--grid", "grid", multiple=True, metavar="PATH=V1,V2,...",
+              help="Sweep a recipe value over a list, e.g. --grid vars.beta=1,3,5 --grid train.seed=0,1,2 "
+                   "(repeatable; every combination is run).")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Fixed override for every point.")
+@click.option("--steps", type=click.IntRange(min=1), help="Train every point for N steps.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Sweep directory (default runs/sweeps/NAME); the same command continues it.")
+@click.option("--no-eval", is_flag=True, help="Skip each point's evaluation (the table then shows training terms).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+def sweep(recipe: str, grid: Sequence[str], overrides: Sequence[str], steps: int | None, out: str | None,
+          no_eval: bool, quiet: bool, threads: int | None) -> None:
+    """Train RECIPE at every point of a grid, then tabulate and plot the results against the grid.
+
+    Run the same command again to continue an interrupted sweep: finished points are kept."""
+    from imae_kit.sweep import GridAxis, Sweep, SweepSpec
+
+    _set_threads(threads)
+    spec = SweepSpec(recipe=recipe, fixed=tuple(overrides), grid=tuple(GridAxis.parse(g) for g in grid),
+                     steps=steps, evaluate=not no_eval)
+    sw = Sweep.prepare(spec, out=out)
+    total = len(sw.points)
+    err_console.print(f"sweep {escape(str(sw.path))}: {total} points", highlight=False)
+
+    def announce(point: Any, what: str) -> None:
+        err_console.print(f"[bold]point {point.index + 1}/{total}[/] {escape(' '.join(point.overrides))}: "
+                          f"{escape(what)}", highlight=False, soft_wrap=True)
+
+    status = sw.run(progress=not quiet, console=err_console, announce=announce)
+    _report_sweeps([sw], x=None)
+    if status == "interrupted":
+        err_console.print("[yellow]sweep stopped; continue it with the same command[/] (it keeps finished points)")
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--x", "x", metavar="PATH", help="Grid path for the horizontal axis (default: the first numeric "
+                                               "axis other than train.seed).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Figure file (default: SWEEP_DIR/figures/sweep.png "
+                                                              "for one sweep; required for several).")
+def collect(sweep_dirs: Sequence[str], x: str | None, out: str | None) -> None:
+    """Tabulate one or more sweep directories and plot them on shared axes (e.g. IMAE against beta-VAE)."""
+    from imae_kit.sweep import Sweep
+
+    if len(sweep_dirs) > 1 and out is None:
+        raise click.UsageError("several sweeps share one figure: name it with --out FILE.png")
+    _report_sweeps([Sweep.open(d) for d in sweep_dirs], x=x, figure=out)
+
+
+def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) -> None:
+    from imae_kit.sweep import SHORT_NAMES, format_cell, metric_columns, sweep_figure, write_table
+
+    for sw in sweeps:
+        rows = sw.rows()
+        csv_path, md_path = write_table(sw, rows)
+        grid_paths = [a.path for a in sw.spec.grid]
+        numbers = metric_columns(rows, skip=grid_paths)
+        shown = [m for m in SHORT_NAMES if m in numbers] or numbers[:5]
+        table = Table(title=f"sweep {escape(str(sw.path))}")
+        for col in grid_paths:
+            table.add_column(escape(col.split(".")[-1]))
+        table.add_column("status")
+        for col in shown:
+            table.add_column(escape(SHORT_NAMES.get(col, col)), justify="right")
+        for row in rows:
+            row = dict(row, status="done" if row["status"] == "evaluated" else row["status"])
+            table.add_row(*(escape(format_cell(row.get(c), digits=3)) for c in grid_paths + ["status"] + shown))
+        console.print(table)
+        console.print(f"table: {csv_path} and {md_path}", highlight=False, soft_wrap=True)
+    path = Path(figure) if figure else sweeps[0].path / "figures" / "sweep.png"
+    try:
+        sweep_figure(sweeps, path, x=x)
+    except ImaeKitError as exc:
+        err_console.print(f"[yellow]no figure:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return
+    console.print(f"figure: {path}", highlight=False, soft_wrap=True)
+
+
 def _attach_data_commands() -> None:
     try:
         from imae_kit.data.commands import data

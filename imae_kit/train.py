@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -376,7 +377,11 @@ class Trainer:
             while self.step < self.total_steps:
                 epoch, index = next(batches)
                 while self.scheduler.last_epoch < epoch:  # per-epoch learning-rate decay
-                    self.scheduler.step()
+                    with warnings.catch_warnings():
+                        # the decay is stepped as each epoch begins, before its first optimizer step; after
+                        # a resume at an epoch boundary torch warns about that order, which is intended here
+                        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                        self.scheduler.step()
                 x = self.train_set.get_batch(index).x.to(self.device, non_blocking=True)
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
                 rng_before = device_rng_state(self.device)

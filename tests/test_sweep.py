@@ -1,0 +1,177 @@
+"""Sweeps: a recipe over a grid of overrides, continued after a stop, collected into tables and figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imae_kit.train as train_module
+from imae_kit.errors import RecipeError
+from imae_kit.sweep import GridAxis, band_series, grid_points, quantile, split_top_level
+
+from conftest import MINIMAL_RECIPE, invoke_cli
+
+NAN_TERM = Path(__file__).parent / "fixtures" / "nan_term.py"
+
+
+# ----------------------------------------------------------------------------- grid parsing
+
+def test_grid_values_split_at_top_level_commas_only():
+    assert split_top_level("1,2.5,4") == ["1", "2.5", "4"]
+    assert split_top_level("[64,64],[128]") == ["[64,64]", "[128]"]
+    assert split_top_level('"a,b",{ x = 1, y = 2 }') == ['"a,b"', "{ x = 1, y = 2 }"]
+    axis = GridAxis.parse(" vars.beta = 1, 3 ,5")
+    assert axis == GridAxis("vars.beta", ("1", "3", "5"))
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("vars.beta", "expected PATH=V1,V2"),
+    ("=1,2", "expected PATH=V1,V2"),
+    ("vars.beta=1,,2", "empty value"),
+    ("vars.beta=1,2,1", "listed twice"),
+])
+def test_bad_grid_specs_say_what_to_write(spec, match):
+    with pytest.raises(RecipeError, match=match):
+        GridAxis.parse(spec)
+
+
+def test_grid_points_are_every_combination_first_axis_slowest_with_safe_names():
+    points = grid_points([GridAxis("vars.beta", ("1", "4")), GridAxis("train.seed", ("0", "1", "2"))])
+    assert [p.overrides for p in points[:4]] == [("vars.beta=1", "train.seed=0"), ("vars.beta=1", "train.seed=1"),
+                                                 ("vars.beta=1", "train.seed=2"), ("vars.beta=4", "train.seed=0")]
+    assert len(points) == 6 and points[5].name == "005-beta=4-seed=2"
+    odd = grid_points([GridAxis("model.encoder.hidden", ("[64, 64]",))])[0]
+    assert odd.name == "000-hidden=_64_64_"
+
+
+def test_quantile_matches_numpy_and_bands_group_over_the_other_axes():
+    values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
+    for q in (0.0, 0.1, 0.5, 0.9, 1.0):
+        assert quantile(values, q) == pytest.approx(float(np.quantile(values, q)))
+    rows = [{"b": 1, "m": 1.0}, {"b": 1, "m": 3.0}, {"b": 1, "m": 2.0}, {"b": 2, "m": 5.0},
+            {"b": 2, "m": float("nan")}, {"b": 2, "m": None}]
+    assert band_series(rows, "b", "m") == [(1.0, 2.0, 1.2, 2.8, 3), (2.0, 5.0, 5.0, 5.0, 1)]
+
+
+# ----------------------------------------------------------------------------- running sweeps
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "toy.toml"
+    path.write_text(MINIMAL_RECIPE.replace("[train]", "[eval]\nmax_points = 300\n\n[train]"))
+    return path
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_sweep_trains_every_point_tabulates_it_and_a_second_call_keeps_it(tmp_path, recipe_file, one_thread):
+    out = tmp_path / "sweep"
+    args = ["sweep", recipe_file, "--grid", "vars.beta=0.5,4", "--grid", "train.seed=0,1", "--steps", "20",
+            "--out", out, "-q"]
+    result = invoke_cli(*args)
+    assert result.exit_code == 0, result.output
+    runs = sorted((out / "runs").iterdir())
+    assert [r.name for r in runs] == ["000-beta=0.5-seed=0", "001-beta=0.5-seed=1", "002-beta=4-seed=0",
+                                      "003-beta=4-seed=1"]
+    table = _csv_rows(out / "sweep.csv")
+    assert len(table) == 4
+    for run_dir, row in zip(runs, table):
+        resolved = tomllib.loads((run_dir / "recipe.toml").read_text())
+        weights = {t["name"]: t["weight"] for t in resolved["objective"]["terms"]}
+        assert weights["marginal_kl"] == float(row["vars.beta"])  # ${beta} substituted per point
+        assert resolved["train"]["seed"] == int(row["train.seed"]) and resolved["train"]["steps"] == 20
+        evaluation = json.loads((run_dir / "eval.json").read_text())
+        assert float(row["I(x;y) nats"]) == pytest.approx(evaluation["discrete"]["mutual_information"])
+        assert row["status"] == "evaluated"
+    assert (out / "figures" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| vars.beta | train.seed | status |" in (out / "sweep.md").read_text()
+
+    before = {r.name: (r / "run.json").read_bytes() for r in runs}
+    again = invoke_cli(*args)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("evaluated, kept") == 4
+    assert {r.name: (r / "run.json").read_bytes() for r in runs} == before
+
+    other = invoke_cli("sweep", recipe_file, "--grid", "vars.beta=1,2", "--steps", "20", "--out", out, "-q")
+    assert other.exit_code == 2
+    assert "holds a different sweep" in other.output and "grid" in other.output
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_continues_where_it_stopped(tmp_path, recipe_file, one_thread, monkeypatch):
+    """A stop (Ctrl-C or SIGTERM) during point 2 ends the sweep with exit 130 and the point checkpointed;
+    the same command then resumes that point from its checkpoint and runs the rest."""
+    out = tmp_path / "sweep"
+    args = ["sweep", recipe_file, "--grid", "train.seed=0,1,2", "--steps", "30", "--out", out, "-q", "--no-eval"]
+
+    class StopAtStep12OfPoint2(train_module._StopFlag):
+        def __init__(self):
+            super().__init__()
+            self.checks = 0
+            self.armed = any((out / "runs").glob("000-*/summary.json"))
+
+        @property
+        def requested(self):
+            self.checks += 1
+            if self.armed and self.checks == 12:
+                self.signum = signal.SIGTERM
+            return self.signum is not None
+
+    monkeypatch.setattr(train_module, "_StopFlag", StopAtStep12OfPoint2)
+    stopped = invoke_cli(*args)
+    assert stopped.exit_code == 130, stopped.output
+    status = json.loads((out / "runs" / "001-seed=1" / "run.json").read_text())
+    assert status["status"] == "interrupted" and status["step"] == 12
+    assert not (out / "runs" / "002-seed=2").exists()
+
+    monkeypatch.setattr(train_module, "_StopFlag", StopAtStep12OfPoint2.__mro__[1])
+    resumed = invoke_cli(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "completed, kept" in resumed.output and "interrupted, continuing" in resumed.output
+    status = json.loads((out / "runs" / "001-seed=1" / "run.json").read_text())
+    assert status["status"] == "completed" and status["resumed_at"] == [12] and status["step"] == 30
+    rows = _csv_rows(out / "sweep.csv")
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    assert all(r["reconstruction (last logged)"] for r in rows)  # training terms, since no evaluation
+
+
+@pytest.mark.slow
+def test_a_diverged_point_is_recorded_and_the_sweep_goes_on(tmp_path, one_thread):
+    text = MINIMAL_RECIPE.replace('name = "toy"', f'name = "toy"\nplugins = ["{NAN_TERM}"]')
+    text += '\n[[objective.terms]]\nname = "nan_at_step"\nweight = 0.01\nparams = { at_step = 1000 }\n'
+    recipe = tmp_path / "nan.toml"
+    recipe.write_text(text)
+    out = tmp_path / "sweep"
+    result = invoke_cli("sweep", recipe, "--grid", "objective.terms.nan_at_step.params.at_step=5,1000",
+                        "--steps", "15", "--out", out, "-q", "--no-eval")
+    assert result.exit_code == 0, result.output
+    assert "diverged" in result.output and "step 5" in result.output
+    rows = _csv_rows(out / "sweep.csv")
+    assert [r["status"] for r in rows] == ["diverged", "completed"]
+
+
+def test_a_bad_grid_path_is_refused_before_anything_is_written(tmp_path, recipe_file):
+    out = tmp_path / "sweep"
+    result = invoke_cli("sweep", recipe_file, "--grid", "train.seeed=0,1", "--out", out)
+    assert result.exit_code == 2
+    assert "seeed" in result.output and "seed" in result.output
+    assert not out.exists()
+    bad_value = invoke_cli("sweep", recipe_file, "--grid", "train.lr=0.001,fast", "--out", out)
+    assert bad_value.exit_code == 2 and "lr" in bad_value.output and not out.exists()
+
+
+def test_collect_needs_a_figure_path_for_several_sweeps_and_a_sweep_directory(tmp_path):
+    result = invoke_cli("collect", tmp_path, tmp_path)
+    assert result.exit_code == 2 and "--out" in result.output
+    missing = invoke_cli("collect", tmp_path)
+    assert missing.exit_code == 2 and "no sweep.json" in missing.output
