@@ -315,14 +315,20 @@ def write_table(sweep: Sweep, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
     csv_path = sweep.path / "sweep.csv"
     atomic_write_text(csv_path, buf.getvalue())
     shown = [c for c in columns if c != "run"]
+    budget = f"{sweep.spec.steps} steps" if sweep.spec.steps else "the recipe's"
     lines = [f"# Sweep {sweep.name()}", "", f"Recipe `{sweep.spec.recipe}`, fixed overrides "
-             f"{list(sweep.spec.fixed) or 'none'}, budget {sweep.spec.steps or 'the recipe'}'s steps.", "",
-             "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+             f"{list(sweep.spec.fixed) or 'none'}, budget: {budget}.", "",
+             "| " + " | ".join(_md(c) for c in shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
-        lines.append("| " + " | ".join(format_cell(row.get(c)) for c in shown) + " |")
+        lines.append("| " + " | ".join(_md(format_cell(row.get(c))) for c in shown) + " |")
     md_path = sweep.path / "sweep.md"
     atomic_write_text(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def _md(text: str) -> str:
+    """Text for a Markdown table cell: a bar would end the cell, so it is escaped."""
+    return str(text).replace("|", "\\|")
 
 
 def format_cell(value: Any, digits: int = 4) -> str:

@@ -94,7 +94,8 @@ def test_sweep_trains_every_point_tabulates_it_and_a_second_call_keeps_it(tmp_pa
         assert float(row["I(x;y) nats"]) == pytest.approx(evaluation["discrete"]["mutual_information"])
         assert row["status"] == "evaluated"
     assert (out / "figures" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| vars.beta | train.seed | status |" in (out / "sweep.md").read_text()
+    md = (out / "sweep.md").read_text()
+    assert "| vars.beta | train.seed | status |" in md and "| H(y\\|x) nats |" in md and "budget: 20 steps" in md
 
     before = {r.name: (r / "run.json").read_bytes() for r in runs}
     again = invoke_cli(*args)
