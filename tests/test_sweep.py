@@ -169,6 +169,10 @@ def test_a_bad_grid_path_is_refused_before_anything_is_written(tmp_path, recipe_
     assert not out.exists()
     bad_value = invoke_cli("sweep", recipe_file, "--grid", "train.lr=0.001,fast", "--out", out)
     assert bad_value.exit_code == 2 and "lr" in bad_value.output and not out.exists()
+    no_grid = invoke_cli("sweep", recipe_file, "--out", out)
+    assert no_grid.exit_code == 2 and "--grid" in no_grid.output and not out.exists()
+    twice = invoke_cli("sweep", recipe_file, "--grid", "vars.beta=1,2", "--grid", "vars.beta=3", "--out", out)
+    assert twice.exit_code == 2 and "more than once" in twice.output and not out.exists()
 
 
 def test_collect_needs_a_figure_path_for_several_sweeps_and_a_sweep_directory(tmp_path):
