@@ -39,7 +39,7 @@ def test_composed_imae_loss_matches_hand_written_loss(beta):
     torch.manual_seed(7)
     ref_loss, parts = imae_loss(enc, dec, x, beta=beta, gamma=2 * beta, k1=10, xi=1e-2)
 
-    assert float(out.loss.detach()) == pytest.approx(float(ref_loss), rel=1e-5)
+    assert float(out.loss.detach()) == pytest.approx(float(ref_loss.detach()), rel=1e-5)
     for label, value in parts.items():
         # VAT's direction comes from a gradient summed in a thread-dependent order: 1e-3 relative
         tol = 1e-3 if label == "vat" else 1e-4
