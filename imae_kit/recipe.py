@@ -376,7 +376,7 @@ def apply_overrides(raw: dict, overrides: list[str], ctx: _Context) -> dict:
         keys = [k.strip() for k in path.split(".") if k.strip()]
         if not keys:
             raise RecipeError(f"{ctx.source}: --set {item!r}: empty path; e.g. --set train.lr=1e-4")
-        value = _parse_override_value(text.strip())
+        value = parse_override_value(text.strip())
         node: Any = out
         try:
             for i, key in enumerate(keys[:-1]):
@@ -394,7 +394,8 @@ def apply_overrides(raw: dict, overrides: list[str], ctx: _Context) -> dict:
     return out
 
 
-def _parse_override_value(text: str) -> Any:
+def parse_override_value(text: str) -> Any:
+    """A ``--set`` value as the recipe reads it: a TOML value (``4``, ``"adam"``, ``[1, 2]``) or the bare text."""
     try:
         parsed = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:

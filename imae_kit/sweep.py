@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import attrs
 
 from imae_kit.errors import DivergenceError, RecipeError, RunError
-from imae_kit.recipe import load_recipe
+from imae_kit.recipe import load_recipe, parse_override_value
 from imae_kit.runs import RunDir, atomic_write_text
 
 SWEEP_FORMAT = 1
@@ -90,17 +90,6 @@ def split_top_level(text: str) -> list[str]:
         current.append(ch)
     parts.append("".join(current))
     return parts
-
-
-def parse_value(text: str) -> Any:
-    """A grid value as the recipe will read it: a TOML value (number, string, list, ...) or the bare text."""
-    import tomllib
-
-    try:
-        parsed = tomllib.loads(f"v = {text}")
-    except tomllib.TOMLDecodeError:
-        return text
-    return parsed.get("v", text)
 
 
 @attrs.frozen
@@ -270,7 +259,7 @@ class Sweep:
         for point in self.points:
             rd = self.run_path(point)
             row: dict[str, Any] = {"point": point.index, "run": str(rd)}
-            row.update({path: parse_value(value) for path, value in point.assignment})
+            row.update({path: parse_override_value(value) for path, value in point.assignment})
             row["status"] = self.status(point)
             eval_path, summary_path = rd / "eval.json", rd / "summary.json"
             if eval_path.is_file():
@@ -344,12 +333,12 @@ def default_axis(sweeps: Sequence[Sweep]) -> str:
     """The axis to plot against: the first grid path with several numeric values that is not the seed."""
     for sweep in sweeps:
         for axis in sweep.spec.grid:
-            numeric = [v for v in axis.values if _is_number(parse_value(v))]
+            numeric = [v for v in axis.values if _is_number(parse_override_value(v))]
             if axis.path != SEED_PATH and len(numeric) > 1:
                 return axis.path
     for sweep in sweeps:
         for axis in sweep.spec.grid:
-            if len(axis.values) > 1 and all(_is_number(parse_value(v)) for v in axis.values):
+            if len(axis.values) > 1 and all(_is_number(parse_override_value(v)) for v in axis.values):
                 return axis.path
     raise RunError("no grid axis with several numeric values to plot against; pass --x PATH")
 
