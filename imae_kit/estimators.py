@@ -162,7 +162,8 @@ def marginal_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
                           estimator: str = "batch", dataset_size: int | None = None, *,
                           per_dimension: bool = False) -> torch.Tensor:
     """sum_k KL(p(z_k) || N(0, scale^2)) ~= sum_k mean_i [log p(z_ik) - log r(z_ik)] (PAPER.md eq. 6, App. B)."""
-    return BatchAggregate(z, mu, sigma, estimator, dataset_size).marginal_kl_to_normal(scale, per_dimension=per_dimension)
+    aggregate = BatchAggregate(z, mu, sigma, estimator, dataset_size)
+    return aggregate.marginal_kl_to_normal(scale, per_dimension=per_dimension)
 
 
 def aggregate_kl_to_normal(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, scale: float = 1.0,
