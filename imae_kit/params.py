@@ -8,6 +8,11 @@ from typing import Any, Sequence
 import attrs
 
 
+def is_number(value: Any) -> bool:
+    """True for an int or float that is not a bool (TOML's numbers)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {value!r} ({type(value).__name__})")
