@@ -29,7 +29,7 @@ from reference_loop import imae_loss, mnist_networks  # noqa: E402
 from imae_kit.data.base import DataSplits, TensorImages  # noqa: E402
 from imae_kit.recipe import load_recipe  # noqa: E402
 from imae_kit.runs import RunDir  # noqa: E402
-from imae_kit.train import Trainer  # noqa: E402
+from imae_kit.training import Trainer  # noqa: E402
 
 RECIPE = HERE.parent / "recipes" / "imae_mnist.toml"
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from imae_kit.distributions import RelaxedOneHot
+from imae_kit.recipe.spec import ModelSpec
 from imae_kit.step import Posterior, Samples
 
 LOG_SIGMA_MIN = -9.0  # keep sigma >= 1.2e-4 so log-densities stay finite
@@ -100,16 +101,11 @@ class HybridAutoencoder(nn.Module):
         return self.decode(y, post.mu).base_dist.probs
 
 
-def build_model(spec, image_shape: tuple[int, int, int], *, where: str = "") -> HybridAutoencoder:
-    """Build the autoencoder of a recipe's [model] (a ``recipe.ModelSpec``) for images of ``image_shape``."""
-    from imae_kit import registry
-
+def build_model(spec: ModelSpec, image_shape: tuple[int, int, int]) -> HybridAutoencoder:
+    """The autoencoder of a validated recipe's [model] for images of ``image_shape``, from its network bodies."""
     data_dim = math.prod(image_shape)
-    enc_body, enc_out = registry.build("network", spec.encoder.body, dict(spec.encoder.params),
-                                       where=f"{where}[model.encoder]").build(data_dim)
-    dec_in = spec.latent_continuous + spec.latent_discrete
-    dec_body, dec_out = registry.build("network", spec.decoder.body, dict(spec.decoder.params),
-                                       where=f"{where}[model.decoder]").build(dec_in)
+    enc_body, enc_out = spec.encoder.network.build(data_dim)
+    dec_body, dec_out = spec.decoder.network.build(spec.latent_continuous + spec.latent_discrete)
     encoder = Encoder(enc_body, enc_out, spec.latent_continuous, spec.latent_discrete)
     decoder = Decoder(dec_body, dec_out, data_dim)
     return HybridAutoencoder(encoder, decoder, image_shape, spec.temperature)

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import attrs
 import torch
 
-from imae_kit import registry
-from imae_kit.recipe import ObjectiveSpec, Schedule
+from imae_kit.recipe.spec import ObjectiveSpec
+from imae_kit.schedules import Schedule
 from imae_kit.step import Step
 
 
@@ -83,13 +83,12 @@ class Objective:
         self.terms = terms
 
     @classmethod
-    def from_spec(cls, spec: ObjectiveSpec, *, where: str = "") -> "Objective":
-        """Build each term through the registry (params validated there)."""
+    def from_spec(cls, spec: ObjectiveSpec) -> "Objective":
+        """The objective of a validated recipe's [objective], from the terms its validation built."""
         terms = []
         for t in spec.terms:
-            instance = registry.build("term", t.name, dict(t.params), where=where)
-            sign = 1.0 if type(instance).sense == "maximize" else -1.0
-            terms.append(WeightedTerm(label=t.label, name=t.name, term=instance, weight=t.weight, sign=sign,
+            sign = 1.0 if type(t.term).sense == "maximize" else -1.0
+            terms.append(WeightedTerm(label=t.label, name=t.name, term=t.term, weight=t.weight, sign=sign,
                                       monitored_only=t.monitored_only))
         return cls(terms)
 

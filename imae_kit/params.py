@@ -1,9 +1,17 @@
-"""Typed parameter fields for registered entries, so a recipe typo gets a clear error."""
+"""Typed parameter fields: the one validation system of recipes, registered entries and [eval].
+
+Every recipe section, term, network, data set and the evaluation settings is an attrs class whose
+fields come from here. A converter refuses a value of the wrong type with ``ParamTypeError`` (which
+knows what it expected); a validator refuses a value out of range with a ``ValueError`` naming the
+field. ``first_conversion_error`` finds the first refusal so that callers can say where it is.
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Any, Sequence
+import re
+from typing import Any, Callable, Sequence
 
 import attrs
 
@@ -13,9 +21,26 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def show_value(value: Any) -> str:
+    """A value as an error message shows it: its repr (cut at 60 characters) and its type."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+class ParamTypeError(TypeError):
+    """A value of the wrong type for a field; ``expected`` says what would do ('an integer')."""
+
+    def __init__(self, expected: str, value: Any):
+        super().__init__(f"expected {expected}, got {value!r} ({type(value).__name__})")
+        self.expected = expected
+        self.value = value
+
+
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {value!r} ({type(value).__name__})")
+    if not is_number(value):
+        raise ParamTypeError("a number", value)
     return float(value)
 
 
@@ -23,13 +48,23 @@ def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise TypeError(f"expected an integer, got {value!r} ({type(value).__name__})")
+        raise ParamTypeError("an integer", value)
     return value
+
+
+def _optional_integer(value: Any) -> int | None:
+    return None if value is None else _integer(value)
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r} ({type(value).__name__})")
+        raise ParamTypeError("true or false", value)
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ParamTypeError("a string", value)
     return value
 
 
@@ -48,38 +83,57 @@ def first_conversion_error(cls: type, values: dict[str, Any]) -> tuple[str, Exce
     return None
 
 
-def _check(name_check: str, ok):
+def _check(name_check: str, ok: Callable[[Any], bool]):
     def validator(inst, attribute, value):
-        if not ok(value):
+        if value is not None and not ok(value):
             raise ValueError(f"parameter {attribute.name!r} must be {name_check}, got {value!r}")
     return validator
 
 
-def float_field(default: float | None = None, *, min: float | None = None, max: float | None = None,
-                min_exclusive: bool = False, doc: str = "") -> Any:
-    """A float parameter with optional bounds."""
-    checks = [_check("finite", math.isfinite)]
+def _bounds(min: float | None, max: float | None, min_exclusive: bool) -> list:
+    checks = []
     if min is not None:
         if min_exclusive:
-            checks.append(_check(f"> {min}", lambda v: v > min))
+            checks.append(_check(f"> {min:g}", lambda v: v > min))
         else:
-            checks.append(_check(f">= {min}", lambda v: v >= min))
+            checks.append(_check(f">= {min:g}", lambda v: v >= min))
     if max is not None:
-        checks.append(_check(f"<= {max}", lambda v: v <= max))
+        checks.append(_check(f"<= {max:g}", lambda v: v <= max))
+    return checks
+
+
+def float_field(default: float | None = None, *, min: float | None = None, max: float | None = None,
+                min_exclusive: bool = False, doc: str = "") -> Any:
+    """A finite float parameter with optional bounds."""
+    checks = [_check("finite", math.isfinite)] + _bounds(min, max, min_exclusive)
     kw = {} if default is None else {"default": float(default)}
     return attrs.field(converter=_number, validator=checks, metadata={"doc": doc}, **kw)
 
 
-def int_field(default: int | None = None, *, min: int | None = None, doc: str = "") -> Any:
-    """An integer parameter with an optional lower bound."""
-    checks = [] if min is None else [_check(f">= {min}", lambda v: v >= min)]
-    kw = {} if default is None else {"default": int(default)}
-    return attrs.field(converter=_integer, validator=checks, metadata={"doc": doc}, **kw)
+def int_field(default: int | None = None, *, min: int | None = None, optional: bool = False, doc: str = "") -> Any:
+    """An integer parameter with an optional lower bound; ``optional`` also allows None (absent)."""
+    kw: dict[str, Any] = {"default": None} if optional else ({} if default is None else {"default": int(default)})
+    return attrs.field(converter=_optional_integer if optional else _integer, validator=_bounds(min, None, False),
+                       metadata={"doc": doc}, **kw)
 
 
 def bool_field(default: bool, *, doc: str = "") -> Any:
     """A boolean parameter."""
     return attrs.field(default=default, converter=_bool, metadata={"doc": doc})
+
+
+def str_field(default: str | None = None, *, pattern: str | None = None, rule: str = "", doc: str = "") -> Any:
+    """A string parameter; with ``pattern`` it must match it in full (``rule`` says how, for the error)."""
+    checks = []
+    if pattern is not None:
+        compiled = re.compile(pattern)
+
+        def validator(inst, attribute, value):
+            if not compiled.fullmatch(value):
+                raise ValueError(f"{attribute.name!r} must be {rule or 'of the form ' + pattern}, got {value!r}")
+        checks.append(validator)
+    kw = {} if default is None else {"default": default}
+    return attrs.field(converter=_string, validator=checks, metadata={"doc": doc}, **kw)
 
 
 def choice_field(default: str, choices: Sequence[str], *, doc: str = "") -> Any:
@@ -90,7 +144,9 @@ def choice_field(default: str, choices: Sequence[str], *, doc: str = "") -> Any:
         if not isinstance(value, str):
             raise TypeError(f"parameter {attribute.name!r} must be a string, one of {list(allowed)}; got {value!r}")
         if value not in allowed:
-            raise ValueError(f"parameter {attribute.name!r} must be one of {list(allowed)}, got {value!r}")
+            close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"parameter {attribute.name!r} must be one of {list(allowed)}, got {value!r}{hint}")
 
     return attrs.field(default=default, validator=validator, metadata={"doc": doc})
 

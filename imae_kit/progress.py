@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     ProgressColumn,
     Progress,
     TaskProgressColumn,
@@ -26,14 +27,14 @@ def console() -> Console:
     return Console(stderr=True)
 
 
-def progress(*, enabled: bool = True, transfer: bool = False, transient: bool = False,
+def progress(*, enabled: bool = True, transfer: bool = False, transient: bool = False, counts: bool = False,
              middle: Sequence[ProgressColumn] = (), tail: Sequence[ProgressColumn] = (),
              bar_width: int | None = 40, out: Console | None = None) -> Progress:
-    """A rich bar: description, bar, percentage, ``middle`` columns, [bytes,] elapsed, eta, ``tail`` columns.
-
-    ``transfer`` adds byte counts; ``enabled=False`` shows nothing; ``transient`` erases it when done."""
+    """A rich bar: description, bar, percentage (``counts``: done/total), ``middle`` columns, [bytes,] elapsed,
+    eta, ``tail`` columns. ``transfer`` adds byte counts; ``enabled=False`` shows nothing; ``transient`` erases
+    it when done."""
     columns: list[ProgressColumn] = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=bar_width),
-                                     TaskProgressColumn(), *middle]
+                                     MofNCompleteColumn() if counts else TaskProgressColumn(), *middle]
     if transfer:
         columns.append(DownloadColumn())
     columns += [TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), *tail]

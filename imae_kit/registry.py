@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import importlib.metadata
 import importlib.util
 import sys
@@ -26,7 +25,6 @@ KINDS = ("term", "network", "dataset")
 ENTRY_POINT_GROUPS = {"term": "imae_kit.terms", "network": "imae_kit.networks", "dataset": "imae_kit.datasets"}
 
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
-_BUILTINS_LOADED = False
 _ENTRY_POINTS_LOADED = False
 _LOADED_PLUGIN_FILES: dict[str, str] = {}
 
@@ -88,24 +86,27 @@ def _qualname(cls: type) -> str:
 
 
 def ensure_loaded() -> None:
-    """Import the built-in entries and the installed entry points (once)."""
-    global _BUILTINS_LOADED, _ENTRY_POINTS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        importlib.import_module("imae_kit.terms")
-        importlib.import_module("imae_kit.networks")
-        importlib.import_module("imae_kit.data")
-    if not _ENTRY_POINTS_LOADED:
-        _ENTRY_POINTS_LOADED = True
-        for kind, group in ENTRY_POINT_GROUPS.items():
-            for ep in importlib.metadata.entry_points(group=group):
-                try:
-                    ep.load()
-                except Exception as exc:  # a broken third-party package must not hide the others
-                    raise PluginError(
-                        f"entry point {ep.name!r} in group {group} ({ep.value}) failed to import: "
-                        f"{type(exc).__name__}: {exc}; fix or uninstall that package"
-                    ) from exc
+    """Import every installed entry point (once): imae-kit's own built-ins arrive this way too.
+
+    imae-kit's pyproject.toml points the groups at ``imae_kit.terms``, ``imae_kit.networks`` and
+    ``imae_kit.data``, whose imports register the built-in entries; the registry imports none of them
+    by name."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for kind, group in ENTRY_POINT_GROUPS.items():
+        for ep in importlib.metadata.entry_points(group=group):
+            try:
+                ep.load()
+            except Exception as exc:  # a broken third-party package must not hide the others
+                raise PluginError(
+                    f"entry point {ep.name!r} in group {group} ({ep.value}) failed to import: "
+                    f"{type(exc).__name__}: {exc}; fix or uninstall that package"
+                ) from exc
+    if not _REGISTRY["term"]:
+        raise PluginError("no objective term is registered: imae-kit's entry points are missing, so the package "
+                          "is not installed; install it with: pip install -e .")
 
 
 def load_plugin_file(path: str | Path, *, origin: str = "") -> None:

@@ -63,7 +63,7 @@ def test_compare_recipes_term_by_term(cli_runner, monkeypatch):
 
 
 def test_compare_run_directories_shows_final_values(tmp_path, cli_runner, monkeypatch):
-    from imae_kit.train import run
+    from imae_kit.training import run
 
     monkeypatch.setenv("COLUMNS", "250")
     dirs = []

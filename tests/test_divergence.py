@@ -20,7 +20,7 @@ import torch
 from imae_kit.errors import DivergenceError
 from imae_kit.recipe import parse_recipe
 from imae_kit.runs import RunDir, load_checkpoint
-from imae_kit.train import Trainer, index_batches
+from imae_kit.training import Trainer, index_batches
 
 from conftest import REPO, invoke_cli as _invoke
 from test_resume import assert_same_state

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from imae_kit.cli import cli
 from imae_kit.errors import ImaeKitError
 from imae_kit.recipe import dump_toml, load_recipe, parse_recipe
-from imae_kit.train import check_same_recipe
+from imae_kit.training import check_same_recipe
 
 from conftest import MINIMAL_RECIPE
 
@@ -359,7 +359,7 @@ def test_dates_in_vars_round_trip_through_the_run_directory():
                                       "model.encoder.hidden=[4611686018427387904]"])
 def test_a_model_no_machine_can_allocate_is_refused_before_anything_is_written(tmp_path, override):
     from imae_kit.errors import RunError
-    from imae_kit.train import run
+    from imae_kit.training import run
 
     recipe = tmp_path / "huge.toml"
     recipe.write_text(MINIMAL_RECIPE)

@@ -31,7 +31,7 @@ def test_composed_imae_loss_matches_hand_written_loss(beta):
     enc = torch.nn.Sequential(*model.encoder.body, model.encoder.head)
     dec = torch.nn.Sequential(*model.decoder.body, model.decoder.head)
 
-    from imae_kit.train import Trainer
+    from imae_kit.training import Trainer
     torch.manual_seed(7)
     step = Trainer.make_step(_Shim(model, 60000), x, step=0)
     out = objective(step, log=True)

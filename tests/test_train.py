@@ -10,7 +10,7 @@ import torch
 from imae_kit.errors import RunError
 from imae_kit.recipe import load_recipe, parse_recipe
 from imae_kit.runs import RunDir, load_checkpoint
-from imae_kit.train import Trainer, epoch_permutation, index_batches, run
+from imae_kit.training import Trainer, epoch_permutation, index_batches, run
 
 from conftest import MINIMAL_RECIPE, RECIPES, TOY_OVERRIDES
 

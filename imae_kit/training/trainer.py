@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import signal
 import time
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress, TextColumn
 
-from imae_kit import registry
 from imae_kit.data.base import ArrayDataset, DataSplits
+from imae_kit.data.order import index_batches, steps_per_epoch
 from imae_kit.errors import DivergenceError, RunError
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.objective import NonFiniteTermError, Objective
-from imae_kit.recipe import Recipe, dump_toml, parse_recipe
+from imae_kit.progress import progress
+from imae_kit.recipe.spec import Recipe
 from imae_kit.runs import RunDir, atomic_torch_save, load_checkpoint
 from imae_kit.step import Step
-
-CHECKPOINT_FORMAT = 1
+from imae_kit.training.setup import build_optimizer, load_data, resolve_device, total_steps
+from imae_kit.training.signals import StopFlag, graceful_stop
+from imae_kit.training.state import (CHECKPOINT_FORMAT, device_rng_state, rng_state, seed_everything,
+                                     set_device_rng_state, set_rng_state)
 
 
 @attrs.frozen
@@ -45,156 +44,6 @@ class TrainResult:
     seconds: float
     final: dict[str, Any]
     stop_signal: int | None = None  # the signal that stopped an interrupted run (SIGINT or SIGTERM)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else the CPU; an unavailable device is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"train.device = {name!r} but no CUDA device is available; use --set train.device=cpu")
-    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise RunError("train.device = 'mps' but MPS is not available; use --set train.device=cpu")
-    return torch.device(name)
-
-
-def load_data(recipe: Recipe) -> DataSplits:
-    """Build the recipe's data set through the registry and load its splits."""
-    entry = registry.build("dataset", recipe.data.name, dict(recipe.data.params), where=f"{recipe.source}: [data]")
-    return entry.load()
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The data order of ``epoch``: a permutation of ``n`` that depends only on (seed, epoch)."""
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
-    return torch.randperm(n, generator=g)
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Full batches per epoch (the last partial batch is dropped: the batch estimators want equal sizes)."""
-    return n // batch_size
-
-
-def total_steps(recipe: Recipe, n: int) -> int:
-    """The run's budget in optimisation steps."""
-    if recipe.train.steps is not None:
-        return recipe.train.steps
-    return recipe.train.epochs * steps_per_epoch(n, recipe.train.batch_size)
-
-
-def index_batches(seed: int, n: int, batch_size: int, start_step: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (epoch, indices) from optimisation step ``start_step`` on, forever."""
-    per_epoch = steps_per_epoch(n, batch_size)
-    epoch, offset = divmod(start_step, per_epoch)
-    while True:
-        perm = epoch_permutation(seed, epoch, n)
-        for b in range(offset, per_epoch):
-            yield epoch, perm[b * batch_size:(b + 1) * batch_size]
-        epoch, offset = epoch + 1, 0
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG state a step may touch, as tensors and plain values (loadable with weights_only)."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": list(random.getstate()[1]),
-        "python_version": int(random.getstate()[0]),
-        "python_gauss_next": random.getstate()[2],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the states saved by ``rng_state``."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    random.setstate((state["python_version"], tuple(state["python"]), state.get("python_gauss_next")))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def device_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """The generator states a step on ``device`` draws from (the CPU's, and the GPU's on CUDA)."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_device_rng_state(state: dict[str, torch.Tensor]) -> None:
-    """Restore the states saved by ``device_rng_state``."""
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, numpy and python's random."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    random.seed(seed)
-
-
-def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    """Adam or momentum SGD with an exponential per-epoch decay (PAPER.md, Architectures)."""
-    t = recipe.train
-    if t.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=t.lr_decay)
-    return opt, sched
-
-
-_STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
-
-
-class _StopFlag:
-    """Ctrl-C or SIGTERM during training sets a flag checked between steps; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    @property
-    def requested(self) -> bool:
-        """Whether a stop was asked for."""
-        return self.signum is not None
-
-    @property
-    def name(self) -> str:
-        """How the stop was asked for: 'Ctrl-C' or 'SIGTERM'."""
-        return _STOP_SIGNALS.get(self.signum, f"signal {self.signum}")
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-
-@contextmanager
-def _graceful_stop(flag: _StopFlag) -> Iterator[None]:
-    """Route SIGINT (Ctrl-C) and SIGTERM (what batch schedulers send before a kill) to ``flag``."""
-    previous: dict[int, Any] = {}
-    try:
-        for signum in _STOP_SIGNALS:
-            previous[signum] = signal.signal(signum, flag.handler)
-    except ValueError:  # not in the main thread: leave the handlers as they are
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        yield
-        return
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class Trainer:
@@ -221,12 +70,11 @@ class Trainer:
         self.total_steps = steps if steps is not None else total_steps(recipe, n)
         seed_everything(recipe.train.seed)
         try:
-            self.model: HybridAutoencoder = build_model(recipe.model, self.train_set.image_shape,
-                                                        where=f"{recipe.source}: ").to(self.device)
+            self.model: HybridAutoencoder = build_model(recipe.model, self.train_set.image_shape).to(self.device)
         except (RuntimeError, MemoryError, OverflowError) as exc:  # sizes no machine can allocate
             raise RunError(f"{recipe.source}: [model] cannot be built ({type(exc).__name__}: {str(exc)[:200]}); "
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
-        self.objective = Objective.from_spec(recipe.objective, where=f"{recipe.source}: [objective]")
+        self.objective = Objective.from_spec(recipe.objective)
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self._parameters = list(self.model.parameters())  # walked once, not on every step
         self.step = 0
@@ -364,14 +212,14 @@ class Trainer:
         self._started = time.perf_counter()
         rd.write_status(status="running", step=self.step, total_steps=self.total_steps,
                         checkpoint_step=self.checkpoint_step, stop_reason=None, diverged_term=None, pid=os.getpid())
-        flag = _StopFlag()
+        flag = StopFlag()
         self.model.train()
         clip = self.recipe.train.grad_clip
         ckpt_every = self.recipe.train.checkpoint_every
         log_every = self.recipe.train.log_every
         status = "completed"
-        with self._progress() as progress, _graceful_stop(flag):
-            task = progress.add_task("train", total=self.total_steps, completed=self.step, epoch=0, info="")
+        with self._progress() as bar, graceful_stop(flag):
+            task = bar.add_task("train", total=self.total_steps, completed=self.step, epoch=0, info="")
             batches = index_batches(self.recipe.train.seed, len(self.train_set), self.recipe.train.batch_size,
                                     self.step)
             while self.step < self.total_steps:
@@ -406,8 +254,8 @@ class Trainer:
                               "terms": {k: r.as_dict() for k, r in out.records.items()}}
                     rd.append_metrics(record)
                     last_records = record
-                    progress.update(task, info=self._info(record))
-                progress.update(task, completed=self.step, epoch=epoch)
+                    bar.update(task, info=self._info(record))
+                bar.update(task, completed=self.step, epoch=epoch)
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps:
                     self._checkpoint_or_diverge()
                 if flag.requested and self.step < self.total_steps:
@@ -499,19 +347,9 @@ class Trainer:
         raise DivergenceError(message)
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("epoch {task.fields[epoch]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}", markup=False),
-            console=self.console,
-            disable=not self.progress_enabled,
-            transient=False,
-        )
+        return progress(enabled=self.progress_enabled, counts=True, bar_width=24, out=self.console,
+                        middle=[TextColumn("epoch {task.fields[epoch]}")],
+                        tail=[TextColumn("{task.fields[info]}", markup=False)])
 
     @staticmethod
     def _info(record: dict[str, Any]) -> str:
@@ -519,159 +357,3 @@ class Trainer:
         for label, r in record["terms"].items():
             parts.append(f"{label} {r['value']:.3g}")
         return " | ".join(parts)
-
-
-def resolved_recipe_text(recipe: Recipe) -> str:
-    """The recipe after ${vars} and overrides, as TOML (what the run directory keeps)."""
-    return dump_toml(recipe.resolved)
-
-
-_ABSENT = "(absent)"
-
-
-def recipe_changes(saved_text: str, recipe: Recipe, source: str) -> list[tuple[str, Any, Any]]:
-    """(dotted key, saved value, new value) wherever ``recipe`` differs from the saved resolved recipe."""
-    saved = parse_recipe(saved_text, source=source).resolved
-    return _diff(dict(saved), dict(recipe.resolved), "")
-
-
-def check_same_recipe(saved_text: str, recipe: Recipe, source: str) -> list[str]:
-    """The dotted keys where ``recipe`` differs from the saved resolved recipe (empty if the same)."""
-    return [key for key, _, _ in recipe_changes(saved_text, recipe, source)]
-
-
-def _diff(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for k in sorted(set(a) | set(b)):
-            if k == "vars" and not prefix:
-                continue  # vars are already substituted into the values that matter
-            out += _diff(a.get(k, _ABSENT), b.get(k, _ABSENT), f"{prefix}.{k}" if prefix else k)
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        names = _entry_names(a)
-        out = []
-        for i, (x, y) in enumerate(zip(a, b)):  # terms are named by label, as --set names them
-            out += _diff(x, y, f"{prefix}.{names[i] if names and names == _entry_names(b) else i}")
-        return out
-    return [] if a == b and type(a) is type(b) or (_is_number(a) and _is_number(b) and a == b) else [(prefix, a, b)]
-
-
-def _entry_names(entries: list) -> list[str] | None:
-    """Each table's label (or name) when every entry has a distinct one, else None."""
-    names = [e.get("label", e.get("name")) if isinstance(e, dict) else None for e in entries]
-    usable = all(isinstance(n, str) and n and "." not in n and not n.isdigit() for n in names)
-    return names if usable and len(set(names)) == len(names) else None
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _allowed(key: str, allow: tuple[str, ...]) -> bool:
-    return any(key == a or key.startswith(a + ".") for a in allow)
-
-
-def _show_change(key: str, old: Any, new: Any) -> str:
-    def show(v: Any) -> str:
-        text = v if v is _ABSENT else repr(v)
-        return text if len(text) <= 40 else text[:37] + "..."
-    return f"{key} ({show(old)} -> {show(new)})"
-
-
-@attrs.frozen
-class RunOutcome:
-    """A finished ``run``: the training result and, if evaluated, the evaluation dict."""
-
-    train: TrainResult
-    evaluation: dict[str, Any] | None
-
-
-def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | None = None,
-        steps: int | None = None, resume: str | None = None, allow_changes: tuple[str, ...] = (),
-        evaluate: bool = True, progress: bool = True, console: Console | None = None,
-        runs_base: str = "runs") -> RunOutcome:
-    """Train a recipe into a new run directory (or continue one with ``resume``), then evaluate it.
-
-    Everything that can be checked (recipe, data, model, budget, a resume's recipe changes) is
-    checked before anything is written: a refused run leaves no new directory and no changed file."""
-    from imae_kit.recipe import load_recipe
-    from imae_kit.runs import atomic_write_text
-
-    console = console or Console(stderr=True)
-    if allow_changes and resume is None:
-        raise RunError("--allow-change only applies when continuing a run: add --resume RUN_DIR")
-    if out is not None and resume is not None:
-        raise RunError(f"--out and --resume both name a run directory; a resume continues {resume} in place, "
-                       f"so drop --out")
-    if resume is not None:
-        rd = RunDir.open(resume)
-        if recipe_path is None and any(o.split("=", 1)[0].strip().split(".")[0] == "vars" for o in overrides):
-            raise RunError(f"{rd.recipe_path} is resolved (its ${{vars}} are already substituted), so --set vars.* "
-                           f"would change nothing; pass the original recipe file: imae-kit run RECIPE --resume "
-                           f"{rd.path} --set ...")
-        with rd.locked():
-            status = rd.read_status()
-            saved_text = rd.recipe_path.read_text(encoding="utf-8")
-            recipe = load_recipe(recipe_path or rd.recipe_path, overrides, steps=steps)
-            changes = recipe_changes(saved_text, recipe, str(rd.recipe_path))
-            refused = [c for c in changes if not _allowed(c[0], allow_changes)]
-            if refused:
-                flags = " ".join(f"--allow-change {key}" for key, _, _ in refused)
-                raise RunError(f"cannot resume {rd.path}: the recipe differs in "
-                               f"{', '.join(_show_change(*c) for c in refused)}; resume with the same recipe, "
-                               f"or allow the change explicitly with {flags}")
-            trainer = Trainer(recipe, rd, progress=progress, console=console)
-            trainer.prepare_resume()  # restores the checkpoint into the recipe's model: refusals come first
-            done = trainer.step
-            if changes:
-                atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
-                history = list(status.get("changed_on_resume", []))
-                history.append({"step": done, "fields": {k: [old, new] for k, old, new in changes}})
-                rd.write_status(changed_on_resume=history)
-            result = trainer.run(resume=True)
-            evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
-        return RunOutcome(train=result, evaluation=evaluation)
-    if recipe_path is None:
-        raise RunError("give a recipe file, or --resume RUN_DIR")
-    recipe = load_recipe(recipe_path, overrides, steps=steps)
-    trainer = Trainer(recipe, None, progress=progress, console=console)
-    rd = RunDir.create(recipe.name, out=out, base=runs_base)
-    atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
-    with rd.locked():
-        trainer.run_dir = rd
-        result = trainer.run()
-        evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
-    return RunOutcome(train=result, evaluation=evaluation)
-
-
-def _evaluate_if_done(rd: RunDir, trainer: Trainer, result: TrainResult, evaluate: bool,
-                      progress: bool) -> dict[str, Any] | None:
-    if not (evaluate and result.status == "completed"):
-        return None
-    return evaluate_run(rd, recipe=trainer.recipe, model=trainer.model, splits=trainer.splits,
-                        progress=progress, train_seconds=result.seconds)
-
-
-def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoencoder | None = None,
-                 splits: DataSplits | None = None, progress: bool = True,
-                 train_seconds: float | None = None) -> dict[str, Any]:
-    """Evaluate a run directory's model (loading it from the checkpoint if not given); write eval.json etc."""
-    from imae_kit.evaluate import EvalSettings, evaluate
-    from imae_kit.recipe import load_recipe
-
-    if recipe is None:
-        recipe = load_recipe(rd.recipe_path)
-    if splits is None:
-        splits = load_data(recipe)
-    if model is None:
-        model = build_model(recipe.model, splits.train.image_shape, where=f"{recipe.source}: ")
-        state = load_checkpoint(rd.checkpoint_path)
-        model.load_state_dict(state["model"])
-    if train_seconds is None:
-        train_seconds = rd.read_status().get("train_seconds")
-    settings = EvalSettings(**dict(recipe.eval))
-    line = f"{recipe.name}: {recipe.objective_formula()}  [data {recipe.data.name}, seed {recipe.train.seed}]"
-    device = next(model.parameters()).device
-    return evaluate(model.to(device), splits, out_dir=rd.path, settings=settings, metrics_path=rd.metrics_path,
-                    progress=progress, recipe_line=line, train_seconds=train_seconds)

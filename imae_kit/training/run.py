@@ -1,0 +1,117 @@
+"""Running a recipe: refuse what cannot work before writing anything, train into a run directory, evaluate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from rich.console import Console
+
+from imae_kit.data.base import DataSplits
+from imae_kit.errors import RunError
+from imae_kit.evaluate import EvalSettings, evaluate
+from imae_kit.model import HybridAutoencoder, build_model
+from imae_kit.recipe import Recipe, load_recipe
+from imae_kit.runs import RunDir, atomic_write_text, load_checkpoint
+from imae_kit.training.resume import allowed_change, recipe_changes, resolved_recipe_text, show_change
+from imae_kit.training.setup import load_data
+from imae_kit.training.trainer import Trainer, TrainResult
+
+
+@attrs.frozen
+class RunOutcome:
+    """A finished ``run``: the training result and, if evaluated, the evaluation dict."""
+
+    train: TrainResult
+    evaluation: dict[str, Any] | None
+
+
+def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | None = None,
+        steps: int | None = None, resume: str | None = None, allow_changes: tuple[str, ...] = (),
+        evaluate: bool = True, progress: bool = True, console: Console | None = None,
+        runs_base: str = "runs") -> RunOutcome:
+    """Train a recipe into a new run directory (or continue one with ``resume``), then evaluate it.
+
+    Everything that can be checked (recipe, data, model, budget, a resume's recipe changes) is
+    checked before anything is written: a refused run leaves no new directory and no changed file."""
+    console = console or Console(stderr=True)
+    if allow_changes and resume is None:
+        raise RunError("--allow-change only applies when continuing a run: add --resume RUN_DIR")
+    if out is not None and resume is not None:
+        raise RunError(f"--out and --resume both name a run directory; a resume continues {resume} in place, "
+                       f"so drop --out")
+    if resume is not None:
+        rd = RunDir.open(resume)
+        if recipe_path is None and any(o.split("=", 1)[0].strip().split(".")[0] == "vars" for o in overrides):
+            raise RunError(f"{rd.recipe_path} is resolved (its ${{vars}} are already substituted), so --set vars.* "
+                           f"would change nothing; pass the original recipe file: imae-kit run RECIPE --resume "
+                           f"{rd.path} --set ...")
+        with rd.locked():
+            status = rd.read_status()
+            saved_text = rd.recipe_path.read_text(encoding="utf-8")
+            recipe = load_recipe(recipe_path or rd.recipe_path, overrides, steps=steps)
+            changes = recipe_changes(saved_text, recipe, str(rd.recipe_path))
+            refused = [c for c in changes if not allowed_change(c[0], allow_changes)]
+            if refused:
+                flags = " ".join(f"--allow-change {key}" for key, _, _ in refused)
+                raise RunError(f"cannot resume {rd.path}: the recipe differs in "
+                               f"{', '.join(show_change(*c) for c in refused)}; resume with the same recipe, "
+                               f"or allow the change explicitly with {flags}")
+            trainer = Trainer(recipe, rd, progress=progress, console=console)
+            trainer.prepare_resume()  # restores the checkpoint into the recipe's model: refusals come first
+            done = trainer.step
+            if changes:
+                atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+                history = list(status.get("changed_on_resume", []))
+                history.append({"step": done, "fields": {k: [old, new] for k, old, new in changes}})
+                rd.write_status(changed_on_resume=history)
+            result = trainer.run(resume=True)
+            evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
+        return RunOutcome(train=result, evaluation=evaluation)
+    if recipe_path is None:
+        raise RunError("give a recipe file, or --resume RUN_DIR")
+    recipe = load_recipe(recipe_path, overrides, steps=steps)
+    return train_recipe(recipe, out=out, evaluate=evaluate, progress=progress, console=console,
+                        runs_base=runs_base)
+
+
+def train_recipe(recipe: Recipe, *, out: str | None = None, evaluate: bool = True, progress: bool = True,
+                 console: Console | None = None, runs_base: str = "runs") -> RunOutcome:
+    """Train a loaded recipe into a new run directory (``out``, else ``runs_base/NAME``), then evaluate it."""
+    trainer = Trainer(recipe, None, progress=progress, console=console or Console(stderr=True))
+    rd = RunDir.create(recipe.name, out=out, base=runs_base)
+    atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+    with rd.locked():
+        trainer.run_dir = rd
+        result = trainer.run()
+        evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
+    return RunOutcome(train=result, evaluation=evaluation)
+
+
+def _evaluate_if_done(rd: RunDir, trainer: Trainer, result: TrainResult, evaluate: bool,
+                      progress: bool) -> dict[str, Any] | None:
+    if not (evaluate and result.status == "completed"):
+        return None
+    return evaluate_run(rd, recipe=trainer.recipe, model=trainer.model, splits=trainer.splits,
+                        progress=progress, train_seconds=result.seconds)
+
+
+def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoencoder | None = None,
+                 splits: DataSplits | None = None, progress: bool = True,
+                 train_seconds: float | None = None) -> dict[str, Any]:
+    """Evaluate a run directory's model (loading it from the checkpoint if not given); write eval.json etc."""
+    if recipe is None:
+        recipe = load_recipe(rd.recipe_path)
+    if splits is None:
+        splits = load_data(recipe)
+    if model is None:
+        model = build_model(recipe.model, splits.train.image_shape)
+        state = load_checkpoint(rd.checkpoint_path)
+        model.load_state_dict(state["model"])
+    if train_seconds is None:
+        train_seconds = rd.read_status().get("train_seconds")
+    settings = EvalSettings(**dict(recipe.eval))
+    line = f"{recipe.name}: {recipe.objective_formula()}  [data {recipe.data.name}, seed {recipe.train.seed}]"
+    device = next(model.parameters()).device
+    return evaluate(model.to(device), splits, out_dir=rd.path, settings=settings, metrics_path=rd.metrics_path,
+                    progress=progress, recipe_line=line, train_seconds=train_seconds)
