@@ -21,9 +21,13 @@ import time
 
 import torch
 
+from imae_kit.data.dsprites import DSprites
+from imae_kit.errors import ImaeKitError
 from imae_kit.metrics.mig import (discrete_latent_factor_information, histogram_latent_factor_information,
                                   mutual_information_gap, sampled_latent_factor_information)
 from imae_kit.metrics.mixture import DEFAULT_CHUNK_ELEMENTS, choose_kernel
+from imae_kit.model import Encoder
+from imae_kit.networks import MLP
 
 SIZES = (3, 6, 40, 32, 32)
 NAMES = ("shape", "scale", "orientation", "posX", "posY")
@@ -57,11 +61,6 @@ def synthetic_encodings(factors: torch.Tensor, latents: int, seed: int) -> tuple
 
 def real_encodings(index: torch.Tensor, latents: int, seed: int, batch: int) -> tuple[torch.Tensor, ...] | None:
     """Encode cached dSprites replica images with an untrained paper-architecture encoder, or None."""
-    from imae_kit.data.dsprites import DSprites
-    from imae_kit.errors import ImaeKitError
-    from imae_kit.model import Encoder
-    from imae_kit.networks import MLP
-
     try:
         splits = DSprites(auto_fetch=False).load()
     except ImaeKitError:

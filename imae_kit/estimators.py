@@ -1,4 +1,5 @@
-"""Batch estimators of the aggregate posterior p(z) = mean_n p(z|x_n) and of categorical entropies.
+"""Batch estimators of the aggregate posterior p(z) = mean_n p(z|x_n), and the one home of the Gaussian
+log-density and the categorical entropy (the evaluation metrics use them too).
 
 Everything is in log space and vectorised. Shapes: ``z``, ``mu`` and ``sigma`` are [B, K] (batch first,
 K = K1 continuous dimensions); the pairwise matrix is [B, B, K] with entry [i, j, k] = log p(z_ik | x_j);
@@ -35,14 +36,15 @@ import math
 import torch
 
 ESTIMATORS = ("batch", "mws", "mss")
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+LOG_2PI = math.log(2.0 * math.pi)
+HALF_LOG_2PI = 0.5 * LOG_2PI
 
 
 def log_normal_density(z: torch.Tensor, mu: torch.Tensor | float, sigma: torch.Tensor | float) -> torch.Tensor:
     """Elementwise log N(z; mu, sigma^2) (the Gaussian densities of PAPER.md, Model); broadcasts."""
     mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
     sigma = torch.as_tensor(sigma, dtype=z.dtype, device=z.device)
-    return -0.5 * ((z - mu) / sigma).square() - sigma.log() - _HALF_LOG_2PI
+    return -0.5 * ((z - mu) / sigma).square() - sigma.log() - HALF_LOG_2PI
 
 
 def log_density_matrix(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -177,9 +179,18 @@ def _finite(log_probs: torch.Tensor) -> torch.Tensor:
     return log_probs.clamp_min(torch.finfo(log_probs.dtype).min)
 
 
-def categorical_entropy(log_probs: torch.Tensor) -> torch.Tensor:
-    """H(p) = -sum_y p(y) log p(y) from normalised log-probabilities [..., K2] -> [...] (PAPER.md eq. 7)."""
-    return -(log_probs.exp() * _finite(log_probs)).sum(dim=-1)
+def categorical_entropy(log_probs: torch.Tensor, dim: int = -1, *,
+                        probs: torch.Tensor | None = None) -> torch.Tensor:
+    """H(p) = -sum_y p(y) log p(y) over ``dim`` from normalised log-probabilities [..., K2] -> [...], with
+    0 log 0 = 0 (PAPER.md eq. 7); ``probs``, when given, weighs the terms instead of exp(log_probs)."""
+    p = log_probs.exp() if probs is None else probs
+    return -(p * _finite(log_probs)).sum(dim=dim)
+
+
+def entropy_of_probs(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``categorical_entropy`` in float64 from probabilities (0 log 0 = 0): the exact sums of an evaluation."""
+    p = probs.to(torch.float64)
+    return categorical_entropy(torch.log(p.clamp_min(1e-300)), dim, probs=p)
 
 
 def log_mean_probs(log_probs: torch.Tensor) -> torch.Tensor:

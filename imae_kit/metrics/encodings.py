@@ -9,7 +9,8 @@ import torch
 
 from imae_kit.data.base import ArrayDataset
 from imae_kit.distributions import gumbel_softmax
-from imae_kit.metrics.mixture import progress_bar
+from imae_kit.estimators import entropy_of_probs
+from imae_kit.progress import progress_callback
 
 
 @attrs.frozen(eq=False)
@@ -66,7 +67,7 @@ def encode_dataset(model, dataset: ArrayDataset, *, batch_size: int = 500, indic
     index = torch.arange(n) if indices is None else indices.long().reshape(-1)
     total = len(index)
     # outputs are allocated once and filled in place: keeping many small per-batch tensors alive between the
-    # large per-batch activations fragments the heap (10 GB of RSS for dSprites' 737,280 images)
+    # large per-batch activations fragments the heap
     out: dict[str, torch.Tensor | None] = {}
 
     def put(name: str, a: int, value: torch.Tensor, dtype: torch.dtype) -> None:
@@ -76,7 +77,7 @@ def encode_dataset(model, dataset: ArrayDataset, *, batch_size: int = 500, indic
 
     try:
         device = next(model.parameters()).device
-        with progress_bar(description, total, progress) as advance:
+        with progress_callback(description, total, progress) as advance:
             for a in range(0, total, batch_size):
                 idx = index[a:a + batch_size]
                 batch = dataset.get_batch(idx)
@@ -110,6 +111,5 @@ def posterior_kls(mu: torch.Tensor, sigma: torch.Tensor, probs: torch.Tensor,
     mu64, s64, p64 = mu.double(), sigma.double(), probs.double()
     var_ratio = (s64 / prior_scale) ** 2
     kl_z = 0.5 * (var_ratio + (mu64 / prior_scale) ** 2 - 1.0 - torch.log(var_ratio)).sum(-1).mean()
-    h = -(p64 * torch.log(p64.clamp_min(1e-300))).sum(-1)
-    kl_y = (math.log(p64.shape[-1]) - h).mean()
+    kl_y = (math.log(p64.shape[-1]) - entropy_of_probs(p64)).mean()
     return float(kl_z), float(kl_y)

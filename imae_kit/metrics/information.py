@@ -19,14 +19,10 @@ import math
 import attrs
 import torch
 
-from imae_kit.metrics.mixture import (DEFAULT_CHUNK_ELEMENTS, LOG_2PI, MixtureKernel, choose_kernel, joint_log_sum,
-                                      progress_bar, sample_posterior)
-
-
-def entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Shannon entropy in nats along ``dim`` (0 log 0 = 0)."""
-    p = probs.to(torch.float64)
-    return -(p * torch.log(p.clamp_min(1e-300))).sum(dim)
+from imae_kit.estimators import LOG_2PI, entropy_of_probs
+from imae_kit.metrics.mixture import (DEFAULT_CHUNK_ELEMENTS, MixtureKernel, choose_kernel, joint_log_sum,
+                                      sample_posterior)
+from imae_kit.progress import progress_callback
 
 
 @attrs.frozen(eq=False)
@@ -43,8 +39,8 @@ def discrete_information(probs: torch.Tensor) -> DiscreteInformation:
     """I(x;y), H(y), H(y|x) of the categorical encoder p(y|x) [N, K2] over all N points (PAPER.md eq. 7)."""
     p = probs.to(torch.float64)
     marginal = p.mean(0)
-    h_y = float(entropy(marginal))
-    h_y_given_x = float(entropy(p).mean())
+    h_y = float(entropy_of_probs(marginal))
+    h_y_given_x = float(entropy_of_probs(p).mean())
     return DiscreteInformation(mutual_information=h_y - h_y_given_x, entropy=h_y,
                                conditional_entropy=h_y_given_x, marginal=marginal)
 
@@ -126,7 +122,7 @@ def aggregate_entropies(mu: torch.Tensor, sigma: torch.Tensor, *, num_samples: i
     work = float(num_samples) * m * k
     used = choose_kernel(kernel, work)
     total = num_samples * m * (2 if joint else 1)
-    with progress_bar("aggregate entropies", total, progress) as advance:
+    with progress_callback("aggregate entropies", total, progress) as advance:
         log_qk = MixtureKernel(mu_m, sigma_m, kernel=used, chunk_elements=chunk_elements).log_sum(z, own, advance)
         marginal = -(log_qk - math.log(m)).mean(0)
         joint_h = float("nan")

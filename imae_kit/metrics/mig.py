@@ -21,16 +21,16 @@ A discrete latent y enters exactly: I(y; v_j) = H(q(y)) - sum_i p(v_j=i) H(q(y |
 q(y | v=i) the mean of p(y|x) over the points with v_j = i. No sampling.
 
 Memory: besides the encodings (N x (2 K + K2) floats), one factor's sorted copy of mu and sigma
-(2 N K floats) and the work buffers of ``imae_kit.metrics.mixture`` (workers x 3 x 4 bytes x chunk_elements,
-48 MiB with the defaults on 2 cores) -- independent of S. On the full dSprites grid (N = 737,280, K = 10):
-68 MiB of encodings (with y), 59 MiB of sorted copies, 48 MiB of buffers.
+(2 N K floats) and the work buffers of ``imae_kit.metrics.mixture`` (workers x 3 x 4 bytes x chunk_elements)
+-- independent of S.
 
 Histogram estimator (``histogram_latent_factor_information``), as disentanglement_lib's ``mig`` and disent
 compute it: each latent mean mu_k is discretised into ``bins`` equal-width bins over its range
 (numpy's histogram edges; np.digitize on all but the last edge), and I(bin(mu_k); v_j) is the discrete mutual
-information of the counts (sklearn's mutual_info_score); H(v_j) likewise from the counts. It ignores sigma
-entirely and depends on the bin count, so it is not the same number as the sampled MIG: a latent whose mean
-tracks a factor perfectly but whose sigma is wide scores high here and low in the sampled MIG.
+information of the counts (``code_factor_information``, as sklearn's mutual_info_score); H(v_j) likewise from
+the counts. It ignores sigma entirely and depends on the bin count, so it is not the same number as the sampled
+MIG: a latent whose mean tracks a factor perfectly but whose sigma is wide scores high here and low in the
+sampled MIG.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ import attrs
 import numpy as np
 import torch
 
-from imae_kit.metrics.information import entropy, sample_indices
-from imae_kit.metrics.mixture import (DEFAULT_CHUNK_ELEMENTS, LOG_2PI, MixtureKernel, choose_kernel, progress_bar,
-                                      sample_posterior)
+from imae_kit.estimators import LOG_2PI, entropy_of_probs
+from imae_kit.metrics.information import sample_indices
+from imae_kit.metrics.mixture import DEFAULT_CHUNK_ELEMENTS, MixtureKernel, choose_kernel, sample_posterior
+from imae_kit.progress import progress_callback
 
 
 @attrs.frozen(eq=False)
@@ -132,14 +133,14 @@ def factor_entropies(factors: torch.Tensor) -> torch.Tensor:
     out = []
     for j in range(factors.shape[1]):
         counts = torch.bincount(factors[:, j]).double()
-        out.append(entropy(counts / counts.sum()))
+        out.append(entropy_of_probs(counts / counts.sum()))
     return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 def discrete_latent_factor_information(probs: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Exact I(y; v_j) [F] for a categorical latent p(y|x) [N, K2]: H(q(y)) - sum_i p(v_j=i) H(q(y|v_j=i))."""
     p = probs.to(torch.float64)
-    h_y = entropy(p.mean(0))
+    h_y = entropy_of_probs(p.mean(0))
     out = []
     for j in range(factors.shape[1]):
         v = factors[:, j]
@@ -148,7 +149,7 @@ def discrete_latent_factor_information(probs: torch.Tensor, factors: torch.Tenso
         counts = torch.bincount(v, minlength=size).double()
         keep = counts > 0
         cond = sums[keep] / counts[keep, None]
-        out.append(h_y - (counts[keep] / counts.sum() * entropy(cond)).sum())
+        out.append(h_y - (counts[keep] / counts.sum() * entropy_of_probs(cond)).sum())
     return torch.stack(out)
 
 
@@ -178,7 +179,7 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
         groups.append((v, size, counts, s_counts))
     used = choose_kernel(kernel, work * k)
 
-    with progress_bar(f"MIG entropies ({used})", work, progress) as advance:
+    with progress_callback(f"MIG entropies ({used})", work, progress) as advance:
         log_q = MixtureKernel(mu, sigma, kernel=used, chunk_elements=chunk_elements,
                               max_normaliser=max_norm).log_sum(z, own, advance)
         marginal = -(log_q - math.log(n)).mean(0)
@@ -220,7 +221,7 @@ def histogram_discretize(values: torch.Tensor | np.ndarray, bins: int = 20) -> n
     return out
 
 
-def discrete_mutual_information(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+def code_factor_information(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """I(c_l; v_j) in nats [L, F] between integer codes [N, L] and integer factors [N, F], from counts."""
     codes = np.asarray(codes, dtype=np.int64)
     factors = np.asarray(factors, dtype=np.int64)
@@ -255,7 +256,7 @@ def histogram_latent_factor_information(mu: torch.Tensor, factors: torch.Tensor,
     if discrete is not None:
         codes = np.concatenate([codes, discrete.long().cpu().numpy()[:, None]], 1)
         latents = latents + ("y",)
-    matrix = torch.from_numpy(discrete_mutual_information(codes, factors.cpu().numpy()))
+    matrix = torch.from_numpy(code_factor_information(codes, factors.cpu().numpy()))
     return LatentFactorInformation(latent_names=latents, factor_names=names, matrix=matrix,
                                    factor_entropies=factor_entropies(factors), points=int(mu.shape[0]))
 

@@ -11,20 +11,21 @@ components. That is S * M * K Gaussian log-densities, done here in chunks of at 
 
     peak extra memory ~= workers * 3 * 4 bytes * chunk_elements
                          (per worker thread: two float32 work buffers and one padded input copy;
-                          workers = torch.get_num_threads(), so 48 MiB on 2 cores by default)
+                          workers = torch.get_num_threads())
 
 Sample chunks are spread over ``workers`` threads that each run single-threaded torch ops (``map_chunks``).
 
 Numerics: for the per-dimension sums each sample gets a shift c_sk = max(log q(z_sk | own component),
 max_m log N-normaliser_mk - 60), so every exponentiated term is at most e^60 (no float32 overflow for up to
 ~10^11 components) and the sample's own component, when it is in the mixture, contributes at least e^-0
-(no underflow). Exponents below -85 are floored at -85 before exp (float32 exp is 5-10x slower where its
-result is subnormal or zero): each floored term adds at most e^-85 ~ 1e-37, against a sum of at least
-e^-60 ~ 1e-26 from the sample's own component. Sums are accumulated in float64 across chunks.
+(no underflow). Exponents below -85 are floored at -85 before exp (float32 exp is slow where its result is
+subnormal or zero): each floored term adds at most e^-85 ~ 1e-37, against a sum of at least e^-60 ~ 1e-26
+from the sample's own component. Sums are accumulated in float64 across chunks.
 
 Two interchangeable kernels compute the per-dimension sums: an eager one (plain torch ops) and one fused by
-``torch.compile`` (about 3x faster on CPU, at a one-off compile cost of ~20 s), used by ``kernel="auto"``
-only when the work is large enough to repay it, and silently replaced by the eager one if compiling fails.
+``torch.compile`` (faster, at a one-off compile cost), used by ``kernel="auto"`` only when the work is large
+enough to repay it, and silently replaced by the eager one if compiling fails (benchmarks/mig_speed.py
+times both).
 """
 
 from __future__ import annotations
@@ -32,23 +33,17 @@ from __future__ import annotations
 import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 import torch
 
-LOG_2PI = math.log(2.0 * math.pi)
+from imae_kit.estimators import LOG_2PI
+
 SHIFT_HEADROOM = 60.0          # nats below the largest normaliser at which the shift is floored
 DEFAULT_CHUNK_ELEMENTS = 1 << 21  # 2,097,152 float32 per work buffer: 8 MiB
 SAMPLE_CHUNK = 64              # samples per chunk; the component chunk fills the rest of chunk_elements
 AUTO_COMPILE_WORK = 2e10       # kernel="auto" compiles above this many Gaussian evaluations
-EXP_FLOOR = -85.0              # exponents are floored here: exp of float32 below ~-87 is subnormal and 5-10x slower
-
-
-def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, sigma^2), elementwise (broadcasting)."""
-    d = (z - mu) / sigma
-    return -0.5 * d * d - torch.log(sigma) - 0.5 * LOG_2PI
+EXP_FLOOR = -85.0              # exponents are floored here: exp of float32 below ~-87 is subnormal and slow
 
 
 def _eager_chunk(z: torch.Tensor, mu: torch.Tensor, inv: torch.Tensor, logc: torch.Tensor) -> torch.Tensor:
@@ -174,8 +169,8 @@ def map_chunks(fn: Callable[[int], int], starts: Sequence[int], workers: int) ->
     """``map(fn, starts)``, run by ``workers`` threads that each use one intra-op thread when workers > 1.
 
     Independent chunks on separate threads, instead of every tensor op split across the cores, avoid one
-    synchronisation per op: on a machine shared with other processes that is 5-10x faster, and no slower
-    on an idle one. The torch ops release the GIL. Results come back in order.
+    synchronisation per op (costly on a machine shared with other processes). The torch ops release the
+    GIL. Results come back in order.
     """
     if workers <= 1 or len(starts) <= 1:
         yield from map(fn, starts)
@@ -227,16 +222,3 @@ def joint_log_sum(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, *,
             advance(n * m_total)
     return out
 
-
-@contextmanager
-def progress_bar(description: str, total: float, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over ``total`` units, yielding an ``advance(n)`` callback (a no-op when disabled)."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
