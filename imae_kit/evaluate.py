@@ -3,13 +3,13 @@
 ``evaluate(model, splits, out_dir=...)`` encodes the evaluation split once and computes, from those tensors,
 every number of ../shared/PAPER.md "Experiments to reproduce" that applies to the data: unsupervised accuracy
 (if labels), I(x;y), per-dimension information with the bounds of Prop. 1, total correlation, reconstruction
-error and posterior KLs, and (if factors) both MIGs over the MIG split. ``headline`` picks the numbers a
-table shows. Settings come from a recipe's [eval] table (``EvalSettings``).
+error and posterior KLs, and (if factors) both MIGs over the MIG split. Settings come from a recipe's [eval]
+table (``EvalSettings``, in ``imae_kit.metrics.settings``); the report and the headline table are
+``imae_kit.report``'s.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
@@ -27,44 +27,13 @@ from imae_kit.metrics.information import (ESTIMATOR_NOTE, aggregate_entropies, c
                                           discrete_information, gaussian_bounds, informativeness_order,
                                           subset_indices)
 from imae_kit.metrics.mig import compute_mig, label_factors
+from imae_kit.metrics.settings import EvalSettings
 from imae_kit.metrics.total_correlation import total_correlation_from
-from imae_kit.params import bool_field, choice_field, float_field, int_field
+from imae_kit.report import headline, report_markdown, write_report
+from imae_kit.runs import FIGURES_DIR
 
-EVAL_FILE = "eval.json"
-REPORT_FILE = "report.md"
-FIGURES_DIR = "figures"
-
-
-@attrs.frozen
-class EvalSettings:
-    """What the evaluation computes and how hard it tries: a recipe's [eval] table. The defaults finish in
-    about a minute for MNIST's 10,000 test images on 2 CPU cores (the full-grid dSprites MIG takes longer:
-    see benchmarks/mig_speed.py)."""
-
-    batch_size: int = int_field(500, min=1, doc="images per encoder/decoder batch")
-    seed: int = int_field(0, min=0, doc="seed of every random draw of the evaluation")
-    max_points: int = int_field(0, min=0, doc="evaluate on a random subset of this many test points (0: all)")
-    entropy_samples: int = int_field(
-        10000, min=1, doc="Monte-Carlo samples for H(z_k), H(z), I(x;z_k) and the total correlation")
-    mixture_size: int = int_field(
-        10000, min=0, doc="evaluation points in the aggregate-posterior mixture (0: all; else a random subset)")
-    mig: bool = bool_field(True, doc="compute the MIGs when the data set has ground-truth factors")
-    mig_split: str = choice_field("train", ("train", "test"),
-                                  doc="split the MIG is computed over (dSprites: train is the full grid)")
-    mig_max_points: int = int_field(0, min=0, doc="points of the MIG split used (0: all, as Chen et al.)")
-    mig_samples: int = int_field(10000, min=1, doc="samples of q(z|x) for the MIG entropies (Chen et al.: 10,000)")
-    mixture_kernel: str = choice_field("auto", ("auto", "eager", "compiled"),
-                                   doc="mixture kernel: eager torch, torch.compile'd, or auto (compile if large)")
-    histogram_bins: int = int_field(20, min=2, doc="bins of the histogram MIG (disentanglement_lib: 20)")
-    chunk_elements: int = int_field(1 << 21, min=4096,
-                                    doc="floats per work buffer of the mixture kernels (memory bound)")
-    prior_scale: float = float_field(1.0, min=0.0, min_exclusive=True,
-                                     doc="scale s of the N(0, s^2) prior in the reported KL(p(z|x)||r(z))")
-    figures: bool = bool_field(True, doc="draw figures/*.png")
-    traversal_steps: int = int_field(11, min=2, doc="values of each z_k in a traversal row")
-    traversal_span: float = float_field(2.0, min=0.0, min_exclusive=True, doc="traversals sweep [-span, span]")
-    traversal_dims: int = int_field(10, min=1, doc="most informative dimensions shown in the traversals")
-    reconstruction_images: int = int_field(32, min=1, doc="images in the reconstruction figure")
+# EvalSettings, headline and report_markdown are importable from here as before
+__all__ = ["EvalSettings", "evaluate", "headline", "report_markdown"]
 
 
 def _class_names(dataset) -> list[str] | None:
@@ -124,18 +93,8 @@ def evaluate(model, splits: DataSplits, *, out_dir: str | Path, settings: EvalSe
     result["timings"] = timings
     result["train_seconds"] = train_seconds
     result["recipe_line"] = recipe_line
-    _write_text(out_dir / EVAL_FILE, json.dumps(result, indent=2) + "\n")
-    _write_text(out_dir / REPORT_FILE, report_markdown(result))
+    write_report(out_dir, result)
     return result
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        from imae_kit.runs import atomic_write_text
-    except ImportError:  # pragma: no cover - the run layer is always present in a full install
-        path.write_text(text, encoding="utf-8")
-        return
-    atomic_write_text(path, text)
 
 
 def _evaluate(model, splits: DataSplits, out_dir: Path, settings: EvalSettings, metrics_path, progress: bool,
@@ -281,120 +240,3 @@ def _draw(model, test, enc: Encodings, out: dict, fig_dir: Path, settings: EvalS
         made["training_curves"] = figures.training_curves_figure(Path(metrics_path),
                                                                  fig_dir / "training_curves.png")
     return {k: f"{FIGURES_DIR}/{Path(v).name}" for k, v in made.items() if v is not None}
-
-
-def headline(evaluation: dict[str, Any]) -> list[tuple[str, float | str]]:
-    """The headline numbers of an eval.json dict as (name, value) rows, in a fixed order; absent ones left out."""
-    rows: list[tuple[str, float | str]] = []
-    acc = evaluation.get("accuracy")
-    if acc:
-        rows += [("accuracy of y (best matching)", acc["accuracy"]), ("NMI(y; label)", acc["nmi"])]
-    d = evaluation.get("discrete") or {}
-    if d:
-        rows += [("I(x;y) nats", d["mutual_information"]), ("H(y) nats", d["entropy"]),
-                 ("H(y|x) nats", d["conditional_entropy"])]
-    c = evaluation.get("continuous") or {}
-    if c:
-        rows += [("I(x;z) nats (sum over k of I(x;z_k))", c["mutual_information_sum"]),
-                 ("I(x;z) nats (joint)", c["mutual_information_joint"])]
-    tc = evaluation.get("total_correlation") or {}
-    if tc:
-        rows.append(("TC(z) nats", tc["value"]))
-    r = evaluation.get("reconstruction") or {}
-    if r:
-        rows += [("reconstruction NLL nats/image", r["nll_sampled"]), ("KL(p(z|x)||r(z)) nats", r["kl_z"]),
-                 ("KL(p(y|x)||r(y)) nats", r["kl_y"])]
-    m = evaluation.get("mig")
-    if m:
-        rows.append(("MIG z (sampled, Chen et al.)", m["z_only"]["score"]))
-        if m.get("with_y"):
-            rows.append(("MIG z and y (sampled)", m["with_y"]["score"]))
-        rows.append((f"MIG z (histogram, {m['histogram']['bins']} bins)", m["histogram"]["z_only"]["score"]))
-        if m["histogram"].get("with_y"):
-            rows.append(("MIG z and y (histogram)", m["histogram"]["with_y"]["score"]))
-    t = evaluation.get("timings") or {}
-    if "total" in t:
-        rows.append(("evaluation seconds", t["total"]))
-    return rows
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
-    return str(value)
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a markdown table cell (the | of H(y|x) would end the cell)."""
-    return text.replace("|", "\\|")
-
-
-def _seconds(s: float | None) -> str:
-    if s is None:
-        return "n/a"
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def report_markdown(ev: dict[str, Any]) -> str:
-    """The report.md text of an eval.json dict: headline numbers, tables, figures inline, timings."""
-    lines = ["# Evaluation report", ""]
-    if ev.get("recipe_line"):
-        lines += [f"Recipe: `{ev['recipe_line']}`", ""]
-    t = ev.get("timings") or {}
-    lines += [f"Data: {ev['data']['description']}; evaluated on {ev['data']['points']} of "
-              f"{ev['data']['split_size']} test points.",
-              f"Training time: {_seconds(ev.get('train_seconds'))}; evaluation time: {_seconds(t.get('total'))}.",
-              "", "## Headline numbers", "", "| measure | value |", "|---|---:|"]
-    lines += [f"| {_cell(n)} | {_fmt(v)} |" for n, v in headline(ev)]
-    c = ev["continuous"]
-    lines += ["", "## Continuous dimensions (sorted by I(x;z_k))", "",
-              "I(x;z_k) is a Monte-Carlo estimate over the aggregate posterior of "
-              f"{c['mixture_size']} evaluation points with {c['samples']} samples; the bounds are PAPER.md eq. 5 "
-              "(lower) and eq. 4 (upper). All in nats.", "",
-              "| z_k | I(x;z_k) | lower (eq. 5) | upper (eq. 4) | E[sigma_k^2] | Var[mu_k] |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for i in c["order"]:
-        d = c["dimensions"][i]
-        lines.append(f"| z{i} | {d['mutual_information']:.3f} | {d['lower_bound']:.3f} | {d['upper_bound']:.3f} | "
-                     f"{d['mean_posterior_variance']:.3g} | {d['variance_of_means']:.3g} |")
-    m = ev.get("mig")
-    if m:
-        lines += ["", "## Disentanglement (MIG)", "",
-                  f"Over {m['points']} points of the {m['split']} split. Sampled: Chen et al.'s estimator, "
-                  f"{m['samples']} samples of q(z|x), each gap normalised by H(v_j). Histogram: "
-                  f"{m['histogram']['bins']} equal-width bins of the means, as disentanglement_lib and disent.", "",
-                  "| factor v_j | H(v_j) | gap, z only | top, z only | gap, z and y | top, z and y | "
-                  "histogram gap, z only | histogram gap, z and y |",
-                  "|---|---:|---:|---|---:|---|---:|---:|"]
-        with_y, hist = m.get("with_y") or {}, m["histogram"]
-        entropies = dict(zip(m["mutual_information"]["factors"], m["mutual_information"]["factor_entropies"]))
-        for f in m["mutual_information"]["factors"]:
-            cells = [f, _fmt(entropies[f]),
-                     _fmt(m["z_only"]["gaps"].get(f, "-")), m["z_only"]["top_latent"].get(f, "-"),
-                     _fmt(with_y.get("gaps", {}).get(f, "-")), with_y.get("top_latent", {}).get(f, "-"),
-                     _fmt(hist["z_only"]["gaps"].get(f, "-")),
-                     _fmt((hist.get("with_y") or {}).get("gaps", {}).get(f, "-"))]
-            lines.append("| " + " | ".join(cells) + " |")
-        if m.get("excluded_from_z_only"):
-            lines.append("")
-            lines.append(f"The z-only MIG leaves out {', '.join(m['excluded_from_z_only'])} (the class label, "
-                         "which y is meant to carry), as PAPER.md Figure 5; the with-y MIG counts it (Figure 7).")
-    figs = ev.get("figures") or {}
-    if figs:
-        lines += ["", "## Figures", ""]
-        captions = {
-            "traversals": "Latent traversals: one panel per learnt category, one row per z_k (most informative "
-                          "first), starting from the most confident real image (left column)",
-            "prototypes": "Category prototypes: decoder(y, mean z of category y), above the most confident example",
-            "reconstructions": "Reconstructions below their inputs",
-            "information": "Per-dimension information (PAPER.md Figure 2(a))",
-            "confusion": "Confusion of learnt categories and labels",
-            "mig_matrix": "I(latent; factor) / H(factor), sampled and histogram estimators",
-            "training_curves": "Training curves: loss and every term's raw value",
-        }
-        for key, rel in figs.items():
-            lines += [f"### {captions.get(key, key)}", "", f"![{key}]({rel})", ""]
-    lines += ["## Timings", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in t.items()]
-    lines += ["", "## Settings", "", "```json", json.dumps(ev.get("settings", {}), indent=2), "```", ""]
-    return "\n".join(lines)

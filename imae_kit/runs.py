@@ -30,6 +30,8 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "summary.json"
 EVAL_FILE = "eval.json"
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
 LOCK_FILE = ".lock"
 
 
