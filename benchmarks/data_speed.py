@@ -29,6 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imae_kit.data import dsprites as D  # noqa: E402
+from imae_kit.data import dsprites_cache as cache  # noqa: E402
+from imae_kit.data import dsprites_render as render  # noqa: E402
+from imae_kit.data.dsprites_grid import FactorGrid  # noqa: E402
 from imae_kit.data.loader import epoch_batches, iterate_batches  # noqa: E402
 
 
@@ -87,25 +90,25 @@ def main() -> None:
 
     # ---------------------------------------------------------------- render, write, read
     start = time.perf_counter()
-    packed = D.render_grid()
+    packed = render.render_grid()
     render_s = time.perf_counter() - start
     print(f"render the full dSprites grid ({len(packed):,} images): {render_s:.1f} s "
           f"({len(packed) / render_s:,.0f} images/s); packed size {packed.nbytes / 2**20:.0f} MiB; "
           f"peak RSS {peak_rss_mib():.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
-        path = D.replica_path(root)
+        path = cache.replica_path(root)
         start = time.perf_counter()
-        D.write_replica(path, packed, D.FactorGrid.full(), seconds=render_s)
+        cache.write_replica(path, packed, FactorGrid.full(), seconds=render_s)
         print(f"write the cache (sha256 + fsync + rename): {time.perf_counter() - start:.1f} s -> {path}")
         del packed
         start = time.perf_counter()
-        packed, _ = D.read_replica(path, D.FactorGrid.full())
+        packed, _ = cache.read_replica(path, FactorGrid.full())
         print(f"read the cache back with its hash check: {time.perf_counter() - start:.2f} s; "
               f"peak RSS {peak_rss_mib():.0f} MiB")
 
     # ---------------------------------------------------------------- loader vs plain tensor
-    train = D.DSpritesImages(torch.from_numpy(packed), D.FactorGrid.full())
+    train = D.DSpritesImages(torch.from_numpy(packed), FactorGrid.full())
     b, n = args.batch_size, args.batches
     batches = epoch_batches(len(train), b, seed=0)[:n]
     plain = torch.cat([train.get_batch(i).x for i in batches])  # the same batches, already float32

@@ -18,17 +18,21 @@ import pytest
 import torch
 
 from imae_kit.data import dsprites as D
+from imae_kit.data import dsprites_cache as cache
+from imae_kit.data import dsprites_npz as npz
+from imae_kit.data import dsprites_render as render
+from imae_kit.data.dsprites_grid import FactorGrid
 from imae_kit.data.base import ArrayDataset
 from imae_kit.errors import DataError
 
-FULL = D.FactorGrid.full()
+FULL = FactorGrid.full()
 # a small grid with a different size for every factor, so any transposition of the order shows
-SMALL = D.FactorGrid(shape=(0, 1, 2), scale=(0.5, 1.0), orientation=(0.0, 0.7, 2.0),
+SMALL = FactorGrid(shape=(0, 1, 2), scale=(0.5, 1.0), orientation=(0.0, 0.7, 2.0),
                      pos_x=(0.0, 0.3, 0.6, 1.0), pos_y=(0.0, 0.25, 0.5, 0.75, 1.0))
 
 
 def render_one(shape, scale, orientation, pos_x, pos_y) -> np.ndarray:
-    return D.render_sprites([shape], [scale], [orientation], [pos_x], [pos_y])[0]
+    return render.render_sprites([shape], [scale], [orientation], [pos_x], [pos_y])[0]
 
 
 def centre_px(pos: float) -> float:
@@ -75,10 +79,10 @@ def test_latents_values_follow_the_official_file():
 
 
 def test_grid_rendering_matches_sprite_by_sprite_rendering_in_order():
-    packed = D.render_grid(SMALL, threads=2)
+    packed = render.render_grid(SMALL, threads=2)
     assert packed.shape == (len(SMALL), 512) and packed.dtype == np.uint8
     values = SMALL.latents_values()
-    direct = D.render_sprites(values[:, 1] - 1, values[:, 2], values[:, 3], values[:, 4], values[:, 5])
+    direct = render.render_sprites(values[:, 1] - 1, values[:, 2], values[:, 3], values[:, 4], values[:, 5])
     assert np.array_equal(np.unpackbits(packed, axis=1).reshape(-1, 64, 64).astype(bool), direct)
 
 
@@ -201,7 +205,7 @@ def test_renderer_agrees_with_an_independent_float64_rasteriser():
     shape = rng.integers(0, 3, n)
     scale, theta = rng.uniform(0.5, 1.0, n), rng.uniform(0, 2 * math.pi, n)
     px, py = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
-    ours = D.render_sprites(shape, scale, theta, px, py)
+    ours = render.render_sprites(shape, scale, theta, px, py)
     mismatched = sum(int(np.sum(ours[k] != _reference_inside(shape[k], scale[k], theta[k], px[k], py[k])))
                      for k in range(n))
     # float32 against float64: only pixel centres within ~1e-5 px of a boundary can disagree
@@ -227,7 +231,7 @@ def test_heart_area_is_close_to_its_geometric_area():
 
 
 def test_packed_dataset_batches():
-    packed = torch.from_numpy(D.render_grid(SMALL))
+    packed = torch.from_numpy(render.render_grid(SMALL))
     ds = D.DSpritesImages(packed, SMALL)
     assert isinstance(ds, ArrayDataset)
     assert len(ds) == len(SMALL) and ds.image_shape == (1, 64, 64) and ds.num_classes == 3
@@ -254,10 +258,10 @@ def test_packed_dataset_batches():
 
 
 def test_replica_cache_round_trip(tmp_path):
-    packed, path = D.ensure_replica(tmp_path, grid=SMALL, quiet=True)
+    packed, path = cache.ensure_replica(tmp_path, grid=SMALL, quiet=True)
     assert path.parent == tmp_path / "dsprites" and path.is_file()
     assert path.stat().st_size == 4096 + len(SMALL) * 512
-    again, _ = D.ensure_replica(tmp_path, grid=SMALL, quiet=True, render=False)
+    again, _ = cache.ensure_replica(tmp_path, grid=SMALL, quiet=True, render=False)
     assert np.array_equal(packed, again)
     on_disk = np.memmap(path, np.uint8, "r", offset=4096, shape=(len(SMALL), 512))  # the documented layout
     assert np.array_equal(np.asarray(on_disk), packed)
@@ -266,7 +270,7 @@ def test_replica_cache_round_trip(tmp_path):
 
 @pytest.mark.parametrize("damage", ["flip_payload_byte", "truncate", "garble_header", "wrong_version"])
 def test_damaged_cache_is_rendered_again(tmp_path, damage, capsys):
-    packed, path = D.ensure_replica(tmp_path, grid=SMALL, quiet=True)
+    packed, path = cache.ensure_replica(tmp_path, grid=SMALL, quiet=True)
     raw = bytearray(path.read_bytes())
     if damage == "flip_payload_byte":
         raw[4096 + 1234] ^= 0x10
@@ -278,21 +282,21 @@ def test_damaged_cache_is_rendered_again(tmp_path, damage, capsys):
         raw[:4096] = raw[:4096].replace(b'"replica_version": 1', b'"replica_version": 0')
     path.write_bytes(bytes(raw))
     with pytest.raises(DataError, match=r"damaged.*imae-kit data fetch dsprites"):
-        D.ensure_replica(tmp_path, grid=SMALL, quiet=True, render=False)
-    again, _ = D.ensure_replica(tmp_path, grid=SMALL, quiet=True)
+        cache.ensure_replica(tmp_path, grid=SMALL, quiet=True, render=False)
+    again, _ = cache.ensure_replica(tmp_path, grid=SMALL, quiet=True)
     assert np.array_equal(again, packed)
     assert path.read_bytes()[4096:] == packed.tobytes()
 
 
 def test_missing_cache_without_auto_fetch_names_the_command(tmp_path):
     with pytest.raises(DataError, match="imae-kit data fetch dsprites"):
-        D.ensure_replica(tmp_path, grid=SMALL, render=False)
+        cache.ensure_replica(tmp_path, grid=SMALL, render=False)
     with pytest.raises(DataError, match="imae-kit data fetch dsprites"):
         D.DSprites(root=str(tmp_path), auto_fetch=False).load()
 
 
 def test_interrupted_write_leaves_no_cache_file(tmp_path, monkeypatch):
-    real = D.atomic_write
+    real = cache.atomic_write
 
     class Boom(Exception):
         pass
@@ -320,22 +324,22 @@ def test_interrupted_write_leaves_no_cache_file(tmp_path, monkeypatch):
 
         return Wrapper()
 
-    monkeypatch.setattr(D, "atomic_write", failing_atomic_write)
-    big = D.FactorGrid(shape=(0,), scale=(1.0,), orientation=tuple(np.linspace(0, 1, 40)),
+    monkeypatch.setattr(cache, "atomic_write", failing_atomic_write)
+    big = FactorGrid(shape=(0,), scale=(1.0,), orientation=tuple(np.linspace(0, 1, 40)),
                        pos_x=tuple(np.linspace(0, 1, 32)), pos_y=tuple(np.linspace(0, 1, 32)))  # 20 MB, two chunks
     with pytest.raises(Boom):
-        D.ensure_replica(tmp_path, grid=big, quiet=True)
+        cache.ensure_replica(tmp_path, grid=big, quiet=True)
     folder = tmp_path / "dsprites"
-    assert not D.replica_path(tmp_path, big).exists()
+    assert not cache.replica_path(tmp_path, big).exists()
     assert [p.name for p in folder.iterdir() if p.name != ".lock"] == []
 
 
 def test_registered_dsprites_renders_once_and_splits(tmp_path, monkeypatch):
-    monkeypatch.setattr(D.FactorGrid, "full", classmethod(lambda cls: SMALL))
+    monkeypatch.setattr(FactorGrid, "full", classmethod(lambda cls: SMALL))
     splits = D.DSprites(root=str(tmp_path), eval_size=50, eval_seed=3).load()
     assert "replica" in splits.description and "not the official file" in splits.description
     assert len(splits.train) == len(SMALL) and len(splits.test) == 50
-    assert D.replica_path(tmp_path).name == "dsprites_replica_v1.bin"
+    assert cache.replica_path(tmp_path).name == "dsprites_replica_v1.bin"
     again = D.DSprites(root=str(tmp_path), eval_size=50, eval_seed=3, auto_fetch=False).load()
     assert torch.equal(again.test.indices, splits.test.indices)  # a fixed subset
     other = D.DSprites(root=str(tmp_path), eval_size=50, eval_seed=4).load()
@@ -346,20 +350,20 @@ def test_registered_dsprites_renders_once_and_splits(tmp_path, monkeypatch):
 
 def test_data_root_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAE_KIT_DATA", str(tmp_path / "env-root"))
-    assert D.replica_path() == tmp_path / "env-root" / "dsprites" / "dsprites_replica_v1.bin"
-    assert D.replica_path(tmp_path / "given").parent == tmp_path / "given" / "dsprites"
+    assert cache.replica_path() == tmp_path / "env-root" / "dsprites" / "dsprites_replica_v1.bin"
+    assert cache.replica_path(tmp_path / "given").parent == tmp_path / "given" / "dsprites"
 
 
 # --------------------------------------------------------------------------- the official npz
 
 
-TINY = D.FactorGrid(shape=(0, 1, 2), scale=(0.5,), orientation=(0.0, 1.0), pos_x=(0.0,), pos_y=(0.0, 1.0))
+TINY = FactorGrid(shape=(0, 1, 2), scale=(0.5,), orientation=(0.0, 1.0), pos_x=(0.0,), pos_y=(0.0, 1.0))
 
 
 def write_npz(path, grid=TINY, **changes):
     values = grid.latents_values()
     arrays = {
-        "imgs": D.render_sprites(values[:, 1] - 1, values[:, 2], values[:, 3], values[:, 4], values[:, 5]).astype(np.uint8),
+        "imgs": render.render_sprites(values[:, 1] - 1, values[:, 2], values[:, 3], values[:, 4], values[:, 5]).astype(np.uint8),
         "latents_values": values,
         "latents_classes": grid.latents_classes(),
     }
@@ -370,9 +374,9 @@ def write_npz(path, grid=TINY, **changes):
 
 
 def test_official_npz_is_read_and_packed(tmp_path):
-    path = tmp_path / D.OFFICIAL_NPZ_NAME
+    path = tmp_path / npz.OFFICIAL_NPZ_NAME
     arrays = write_npz(path)
-    packed = D.read_official_npz(path, TINY)
+    packed = npz.read_official_npz(path, TINY)
     assert np.array_equal(packed, np.packbits(arrays["imgs"].reshape(len(TINY), -1), axis=1))
 
 
@@ -389,23 +393,23 @@ def test_official_npz_validation(tmp_path, change, message):
     path = tmp_path / "bad.npz"
     write_npz(path, **change)
     with pytest.raises(DataError, match=message) as err:
-        D.read_official_npz(path, TINY)
+        npz.read_official_npz(path, TINY)
     assert str(path) in str(err.value)
 
 
 def test_official_npz_missing_truncated_or_not_a_zip(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        D.read_official_npz(tmp_path / "nope.npz", TINY)
+        npz.read_official_npz(tmp_path / "nope.npz", TINY)
     text = tmp_path / "text.npz"
     text.write_text("hello")
     with pytest.raises(DataError, match="not an .npz"):
-        D.read_official_npz(text, TINY)
+        npz.read_official_npz(text, TINY)
     path = tmp_path / "cut.npz"
     write_npz(path)  # cutting the end removes the zip directory
     cut = tmp_path / "cut2.npz"
     cut.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(DataError):
-        D.read_official_npz(cut, TINY)
+        npz.read_official_npz(cut, TINY)
     # a CRC error inside a member that is otherwise readable
     good = tmp_path / "good.npz"
     write_npz(good)
@@ -420,11 +424,11 @@ def test_official_npz_missing_truncated_or_not_a_zip(tmp_path):
     raw[offset] ^= 0x01
     corrupt.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="damaged or truncated"):
-        D.read_official_npz(corrupt, TINY)
+        npz.read_official_npz(corrupt, TINY)
 
 
 def test_registered_dsprites_with_a_wrong_official_file(tmp_path):
-    path = tmp_path / D.OFFICIAL_NPZ_NAME
+    path = tmp_path / npz.OFFICIAL_NPZ_NAME
     write_npz(path)  # a valid file for the tiny grid, the wrong shape for the real one
     with pytest.raises(DataError, match=r"latents_values is .* expected float \(737280, 6\)"):
         D.DSprites(path=str(path)).load()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from imae_kit.data import dsprites as D
+from imae_kit.data import dsprites_render as render
+from imae_kit.data.dsprites_grid import FactorGrid
 from imae_kit.data.loader import epoch_batches, iterate_batches
 
-GRID = D.FactorGrid(shape=(0, 1, 2), scale=(1.0,), orientation=(0.0, 1.0), pos_x=(0.0, 0.5, 1.0), pos_y=(0.2, 0.8))
+GRID = FactorGrid(shape=(0, 1, 2), scale=(1.0,), orientation=(0.0, 1.0), pos_x=(0.0, 0.5, 1.0), pos_y=(0.2, 0.8))
 
 
 def test_epoch_batches_cover_every_example_once():
@@ -23,7 +25,7 @@ def test_epoch_batches_cover_every_example_once():
 
 
 def test_workers_give_the_same_batches():
-    ds = D.DSpritesImages(torch.from_numpy(D.render_grid(GRID)), GRID)
+    ds = D.DSpritesImages(torch.from_numpy(render.render_grid(GRID)), GRID)
     plain = list(iterate_batches(ds, 5, seed=3))
     workers = list(iterate_batches(ds, 5, seed=3, num_workers=1))
     assert len(plain) == len(workers) == len(GRID) // 5

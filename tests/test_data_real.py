@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from imae_kit.data import dsprites as D
+from imae_kit.data import dsprites_cache as cache
+from imae_kit.data import dsprites_render as render
 from imae_kit.data import mnist as M
+from imae_kit.data.dsprites_grid import FactorGrid
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -47,8 +49,8 @@ def test_real_fashion_mnist_from_debian(tmp_path):
 
 @pytest.mark.slow
 def test_full_replica_render_and_cache(tmp_path):
-    packed, path = D.ensure_replica(tmp_path, quiet=True)
-    grid = D.FactorGrid.full()
+    packed, path = cache.ensure_replica(tmp_path, quiet=True)
+    grid = FactorGrid.full()
     assert packed.shape == (737_280, 512)
     assert path.stat().st_size == 4096 + 737_280 * 512
     blocks = packed.reshape(3, 6, 40, 1024, 512)
@@ -57,11 +59,11 @@ def test_full_replica_render_and_cache(tmp_path):
     rng = np.random.default_rng(0)
     idx = rng.integers(0, len(grid), 300)
     values = grid.latents_values(idx)
-    direct = D.render_sprites(values[:, 1] - 1, values[:, 2], values[:, 3], values[:, 4], values[:, 5])
+    direct = render.render_sprites(values[:, 1] - 1, values[:, 2], values[:, 3], values[:, 4], values[:, 5])
     assert np.array_equal(np.unpackbits(packed[idx], axis=1).reshape(-1, 64, 64).astype(bool), direct)
     # every image has its sprite, and the smallest square covers about (19.2 * 0.5)^2 pixels
     counts = np.unpackbits(blocks[0, 0, 0], axis=1).sum(axis=1)
     assert np.all(np.abs(counts - 9.6**2) < 2 * 9.6 + 1)
     assert np.unpackbits(packed[::997], axis=1).sum(axis=1).min() > 0.5 * math.pi * 6.38 * 3.61
-    again, _ = D.ensure_replica(tmp_path, quiet=True, render=False)  # read back, hash-checked
+    again, _ = cache.ensure_replica(tmp_path, quiet=True, render=False)  # read back, hash-checked
     assert np.array_equal(again, packed)

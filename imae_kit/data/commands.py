@@ -16,9 +16,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from imae_kit.data import dsprites as dsprites_module
+from imae_kit.data import dsprites_cache
 from imae_kit.data import mnist as mnist_module
-from imae_kit.data.storage import DATA_ENV_VAR, data_root, human_size, root_source
+from imae_kit.data.idx import IdxDataSet
+from imae_kit.data.storage import DATA_ENV_VAR, data_root, human_size, root_source, sha256_file
 from imae_kit.errors import DataError
 
 FETCH_NAMES = ("mnist", "fashion-mnist", "dsprites")
@@ -47,7 +48,7 @@ def _fetch_one(name: str, root: str | None, source: str | None, force: bool, qui
         if source is not None:
             raise DataError("dsprites has no --source: it is rendered; to use the official npz, set "
                             "`path = \"...\"` in the recipe's [data] table")
-        _, where = dsprites_module.ensure_replica(root, force=force, quiet=quiet)
+        _, where = dsprites_cache.ensure_replica(root, force=force, quiet=quiet)
         what = "replica (not the official file), 737,280 images, sha256 verified"
     return f"{name}: {what} in {where} ({time.perf_counter() - start:.1f} s)"
 
@@ -91,7 +92,7 @@ def fetch(name: str, root: str | None, source: str | None, force: bool, quiet: b
         raise DataError(f"{len(failures)} of {len(names)} data sets could not be provisioned: " + " | ".join(failures))
 
 
-def _idx_row(spec: mnist_module.IdxDataSet, root: str | None, verify: bool) -> tuple[str, ...]:
+def _idx_row(spec: IdxDataSet, root: str | None, verify: bool) -> tuple[str, ...]:
     files = spec.files(root)
     present = [p for p in files if p.is_file()]
     size = sum(p.stat().st_size for p in present)
@@ -104,7 +105,7 @@ def _idx_row(spec: mnist_module.IdxDataSet, root: str | None, verify: bool) -> t
     if not present or not verify:
         verified = "-"
     else:
-        bad = [p.name for p in present if mnist_module.sha256_file(p) != spec.sha256[p.name]]
+        bad = [p.name for p in present if sha256_file(p) != spec.sha256[p.name]]
         verified = "yes" if not bad and len(present) == len(files) else ("NO: " + ", ".join(bad) if bad else "-")
     return spec.name, shown, str(spec.raw_dir(root)), human_size(size) if present else "-", verified
 
@@ -121,7 +122,7 @@ def list_(root: str | None, no_verify: bool) -> None:
         table.add_column(column, overflow="fold")
     table.add_row(*_idx_row(mnist_module.MNIST_FILES, root, verify))
     table.add_row(*_idx_row(mnist_module.FASHION_MNIST_FILES, root, verify))
-    info = dsprites_module.replica_info(root, verify=verify)
+    info = dsprites_cache.replica_info(root, verify=verify)
     verified = {None: "-", True: "yes", False: f"NO: {info.get('problem', '')}"}[info["verified"]]
     table.add_row("dsprites (replica)", "yes" if info["present"] else "no", str(info["path"]),
                   human_size(info["size"]) if info["present"] else "-", verified)

@@ -1,12 +1,9 @@
 """Batches from an ArrayDataset: index batches in, Batch objects out, no per-item collation.
 
-``iterate_batches(dataset, 256, seed=s, epoch=e)`` yields the batches of one epoch in a
-reproducible order (a function of seed and epoch only). ``num_workers > 0`` builds the batches in a
-torch DataLoader's worker processes instead. On the 2-core machine that does not pay, so the default
-is 0: ``benchmarks/data_speed.py`` measured (batch 64, dSprites) about 11,000 batches/s in-process
-against 300-400 with 1 or 2 workers (handing a batch between processes costs far more than unpacking
-it), and with the paper's dSprites MLP training in the loop, 1 or 2 workers ran at 0.66-0.79 of the
-in-process speed (they take cores from the model).
+``iterate_batches(dataset, 256, seed=s, epoch=e)`` yields the batches of one epoch in the run's data
+order (``imae_kit.data.order``: a function of seed and epoch only). ``num_workers > 0`` builds the
+batches in a torch DataLoader's worker processes instead; the default, 0, builds them in-process:
+handing a batch between processes costs more than unpacking it (``benchmarks/data_speed.py`` compares them).
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from typing import Iterator
 import torch
 
 from imae_kit.data.base import ArrayDataset, Batch
+from imae_kit.data.order import epoch_permutation, steps_per_epoch
 
 
 def epoch_batches(n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
@@ -23,12 +21,8 @@ def epoch_batches(n: int, batch_size: int, *, shuffle: bool = True, seed: int = 
     """The index batches (1-D long tensors) of one epoch over ``n`` examples."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if shuffle:
-        g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1))
-        order = torch.randperm(n, generator=g)
-    else:
-        order = torch.arange(n)
-    stop = n - n % batch_size if drop_last else n
+    order = epoch_permutation(seed, epoch, n) if shuffle else torch.arange(n)
+    stop = steps_per_epoch(n, batch_size) * batch_size if drop_last else n
     return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
 
 

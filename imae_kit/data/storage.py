@@ -23,18 +23,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from imae_kit.atomic import atomic_file, remove_stale_temporaries  # noqa: F401  (re-exported)
+from imae_kit.atomic import atomic_file, remove_stale_temporaries
 from imae_kit.errors import DataError
 
 DATA_ENV_VAR = "IMAE_KIT_DATA"
@@ -126,27 +115,3 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # unreachable
-
-
-def console() -> Console:
-    """The console progress and status go to (stderr, so stdout stays clean for results)."""
-    return Console(stderr=True)
-
-
-def progress_bar(*, quiet: bool = False, transfer: bool = False) -> Progress:
-    """A rich progress bar on stderr; ``transfer`` shows byte counts; ``quiet`` hides it."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn()]
-    if transfer:
-        columns.append(DownloadColumn())
-    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    return Progress(*columns, console=console(), disable=quiet, transient=False)
-
-
-@contextlib.contextmanager
-def status(message: str, *, quiet: bool = False) -> Iterator[None]:
-    """A rich spinner on stderr while a step without a known length runs."""
-    if quiet:
-        yield
-        return
-    with console().status(message):
-        yield
