@@ -11,7 +11,8 @@ import attrs
 from imae_kit import registry
 from imae_kit.errors import RunError
 from imae_kit.recipe import Recipe, load_recipe
-from imae_kit.runs import RunDir
+from imae_kit.report import headline
+from imae_kit.runs import EVAL_FILE, SUMMARY_FILE, RunDir
 
 
 def term_rows() -> list[dict[str, str]]:
@@ -65,7 +66,7 @@ def comparison(items: Sequence[str], overrides: Sequence[str] = ()) -> Compariso
                 labels.append(t.label)
     finals = []
     for _, _, rd in loaded:
-        summary = rd.read_json("summary.json") if rd is not None else None
+        summary = rd.read_json(SUMMARY_FILE) if rd is not None else None
         finals.append((summary or {}).get("terms", {}))
     rows = []
     for label in labels:
@@ -89,12 +90,8 @@ def comparison(items: Sequence[str], overrides: Sequence[str] = ()) -> Compariso
 
 
 def _eval_rows(run_dirs: list[RunDir | None]) -> list[list[str]]:
-    evals = [rd.read_json("eval.json") if rd is not None else None for rd in run_dirs]
+    evals = [rd.read_json(EVAL_FILE) if rd is not None else None for rd in run_dirs]
     if not any(evals):
-        return []
-    try:
-        from imae_kit.evaluate import headline
-    except ImportError:  # pragma: no cover
         return []
     tables = [dict(headline(e)) if e else {} for e in evals]
     names: list[str] = []

@@ -29,11 +29,20 @@ from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 
+from imae_kit import figures
 from imae_kit.errors import DivergenceError, RecipeError, RunError
+from imae_kit.params import is_number
 from imae_kit.recipe import load_recipe, parse_override_value
-from imae_kit.runs import RunDir, atomic_write_text
+from imae_kit.report import headline, markdown_cell
+from imae_kit.runs import EVAL_FILE, FIGURES_DIR, RECIPE_FILE, SUMMARY_FILE, RunDir, atomic_write_text
+from imae_kit.training import evaluate_run, run as run_recipe
 
 SWEEP_FORMAT = 1
+SPEC_FILE = "sweep.json"
+POINTS_DIR = "runs"
+TABLE_CSV = "sweep.csv"
+TABLE_MD = "sweep.md"
+FIGURE_FILE = "sweep.png"
 SEED_PATH = "train.seed"
 BAND = (0.1, 0.9)  # the paper's 80% intervals
 # short console headers for the numbers PAPER.md plots (the files keep the full names)
@@ -158,11 +167,16 @@ class Sweep:
     @property
     def spec_path(self) -> Path:
         """sweep.json."""
-        return self.path / "sweep.json"
+        return self.path / SPEC_FILE
+
+    @property
+    def figure_path(self) -> Path:
+        """figures/sweep.png, where ``sweep_figure`` draws by default."""
+        return self.path / FIGURES_DIR / FIGURE_FILE
 
     def run_path(self, point: SweepPoint) -> Path:
         """The run directory of a point."""
-        return self.path / "runs" / point.name
+        return self.path / POINTS_DIR / point.name
 
     @classmethod
     def prepare(cls, spec: SweepSpec, out: str | Path | None = None, runs_base: str | Path = "runs") -> "Sweep":
@@ -198,7 +212,7 @@ class Sweep:
     def open(cls, path: str | Path) -> "Sweep":
         """An existing sweep directory."""
         p = Path(path)
-        spec_path = p / "sweep.json"
+        spec_path = p / SPEC_FILE
         if not spec_path.is_file():
             raise RunError(f"{p} is not a sweep directory (no sweep.json); make one with imae-kit sweep")
         return cls(p, SweepSpec.from_json(json.loads(spec_path.read_text(encoding="utf-8"))))
@@ -207,10 +221,10 @@ class Sweep:
         """'pending' (no run yet), a run.json status ('completed', 'interrupted', 'diverged', 'running', ...),
         or 'evaluated' for a completed run with its eval.json."""
         rd = self.run_path(point)
-        if not (rd / "recipe.toml").is_file():
+        if not (rd / RECIPE_FILE).is_file():
             return "pending"
         status = RunDir(rd).read_status().get("status", "created")
-        if status == "completed" and (rd / "eval.json").is_file():
+        if status == "completed" and (rd / EVAL_FILE).is_file():
             return "evaluated"
         return status
 
@@ -220,8 +234,6 @@ class Sweep:
 
         A point that diverges is recorded (its run.json says why) and the sweep goes on; a Ctrl-C or
         SIGTERM stops the sweep after checkpointing the point under way."""
-        from imae_kit.train import evaluate_run, run as run_recipe
-
         for point in self.points:
             status = self.status(point)
             done = status == "evaluated" or (status == "completed" and not self.spec.evaluate)
@@ -253,15 +265,13 @@ class Sweep:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per point: ``point``, ``run``, each grid path's value, ``status`` and its numbers."""
-        from imae_kit.evaluate import headline
-
         rows = []
         for point in self.points:
             rd = self.run_path(point)
             row: dict[str, Any] = {"point": point.index, "run": str(rd)}
             row.update({path: parse_override_value(value) for path, value in point.assignment})
             row["status"] = self.status(point)
-            eval_path, summary_path = rd / "eval.json", rd / "summary.json"
+            eval_path, summary_path = rd / EVAL_FILE, rd / SUMMARY_FILE
             if eval_path.is_file():
                 evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
                 row.update({name: value for name, value in headline(evaluation) if name != "evaluation seconds"})
@@ -283,13 +293,9 @@ def metric_columns(rows: Iterable[dict[str, Any]], skip: Iterable[str]) -> list[
     cols: list[str] = []
     for row in rows:
         for key, value in row.items():
-            if key not in skip and key not in cols and _is_number(value):
+            if key not in skip and key not in cols and is_number(value):
                 cols.append(key)
     return cols
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def write_table(sweep: Sweep, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
@@ -301,23 +307,18 @@ def write_table(sweep: Sweep, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    csv_path = sweep.path / "sweep.csv"
+    csv_path = sweep.path / TABLE_CSV
     atomic_write_text(csv_path, buf.getvalue())
     shown = [c for c in columns if c != "run"]
     budget = f"{sweep.spec.steps} steps" if sweep.spec.steps else "the recipe's"
     lines = [f"# Sweep {sweep.name()}", "", f"Recipe `{sweep.spec.recipe}`, fixed overrides "
              f"{list(sweep.spec.fixed) or 'none'}, budget: {budget}.", "",
-             "| " + " | ".join(_md(c) for c in shown) + " |", "|" + "---|" * len(shown)]
+             "| " + " | ".join(markdown_cell(c) for c in shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
-        lines.append("| " + " | ".join(_md(format_cell(row.get(c))) for c in shown) + " |")
-    md_path = sweep.path / "sweep.md"
+        lines.append("| " + " | ".join(markdown_cell(format_cell(row.get(c))) for c in shown) + " |")
+    md_path = sweep.path / TABLE_MD
     atomic_write_text(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
-
-
-def _md(text: str) -> str:
-    """Text for a Markdown table cell: a bar would end the cell, so it is escaped."""
-    return str(text).replace("|", "\\|")
 
 
 def format_cell(value: Any, digits: int = 4) -> str:
@@ -333,12 +334,12 @@ def default_axis(sweeps: Sequence[Sweep]) -> str:
     """The axis to plot against: the first grid path with several numeric values that is not the seed."""
     for sweep in sweeps:
         for axis in sweep.spec.grid:
-            numeric = [v for v in axis.values if _is_number(parse_override_value(v))]
+            numeric = [v for v in axis.values if is_number(parse_override_value(v))]
             if axis.path != SEED_PATH and len(numeric) > 1:
                 return axis.path
     for sweep in sweeps:
         for axis in sweep.spec.grid:
-            if len(axis.values) > 1 and all(_is_number(parse_override_value(v)) for v in axis.values):
+            if len(axis.values) > 1 and all(is_number(parse_override_value(v)) for v in axis.values):
                 return axis.path
     raise RunError("no grid axis with several numeric values to plot against; pass --x PATH")
 
@@ -357,7 +358,7 @@ def band_series(rows: Sequence[dict[str, Any]], x: str, metric: str) -> list[tup
     groups: dict[float, list[float]] = {}
     for row in rows:
         xv, yv = row.get(x), row.get(metric)
-        if _is_number(xv) and _is_number(yv) and math.isfinite(yv):
+        if is_number(xv) and is_number(yv) and math.isfinite(yv):
             groups.setdefault(float(xv), []).append(float(yv))
     return [(xv, statistics.median(ys), quantile(ys, BAND[0]), quantile(ys, BAND[1]), len(ys))
             for xv, ys in sorted(groups.items())]
@@ -367,8 +368,6 @@ def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
                  metrics: Sequence[str] | None = None) -> Path:
     """One panel per number against ``x``: for each sweep, the median over the other grid axes (seeds)
     and its 10-90% band (PAPER.md's 80% intervals). Sweeps that share numbers share panels."""
-    from imae_kit import figures
-
     x = x or default_axis(sweeps)
     table = [(s, s.rows()) for s in sweeps]
     if metrics is None:
@@ -378,24 +377,6 @@ def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
                         if m not in metrics]
     if not metrics:
         raise RunError("no finished point has numbers to plot yet; run the sweep first")
-    cols = min(3, len(metrics))
-    nrows = math.ceil(len(metrics) / cols)
-    fig = figures._figure((380 * cols, 300 * nrows + 40))
-    for i, metric in enumerate(metrics):
-        ax = fig.add_subplot(nrows, cols, i + 1)
-        for sweep, rows in table:
-            series = band_series(rows, x, metric)
-            if not series:
-                continue
-            xs, med, lo, hi, _ = zip(*series)
-            line, = ax.plot(xs, med, marker="o", markersize=3, label=sweep.name())
-            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel(x, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize=7)
-    fig.suptitle(f"median and {int(BAND[0] * 100)}-{int(BAND[1] * 100)}% band over the other grid axes", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    return figures._save(fig, path)
+    panels = [(metric, [(sweep.name(), band_series(rows, x, metric)) for sweep, rows in table]) for metric in metrics]
+    title = f"median and {int(BAND[0] * 100)}-{int(BAND[1] * 100)}% band over the other grid axes"
+    return figures.band_figure(panels, path, x_label=x, title=title)
