@@ -5,6 +5,6 @@ class attribute ``sense`` says whether the objective maximises or minimises it (
 "The baselines").
 """
 
-from imae_kit.terms import baselines, gaussian, information, reconstruction
+from imae_kit.terms import aggregate_posterior, baselines, information, reconstruction
 
-__all__ = ["baselines", "gaussian", "information", "reconstruction"]
+__all__ = ["aggregate_posterior", "baselines", "information", "reconstruction"]
