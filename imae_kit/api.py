@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 
 from imae_kit.model import HybridAutoencoder, build_model
+from imae_kit.precision import resolve_precision
 from imae_kit.recipe import Recipe, load_recipe
 from imae_kit.runs import EVAL_FILE, RunDir, load_checkpoint
 from imae_kit.training import evaluate_run, train_recipe
@@ -42,6 +44,7 @@ def load_run(run_dir: str | Path) -> Run:
     image_shape = load_data(recipe).train.image_shape
     model = build_model(recipe.model, image_shape)
     model.load_state_dict(load_checkpoint(rd.checkpoint_path)["model"])
+    model.set_precision(resolve_precision(recipe.train.precision, torch.device("cpu")))
     model.eval()
     return Run(path=rd.path, recipe=recipe, model=model, evaluation=rd.read_json(EVAL_FILE),
                metrics=rd.read_metrics(), status=rd.read_status())

@@ -1,4 +1,6 @@
-"""The ``imae-kit`` command line: argument handling and printing only (the work lives elsewhere)."""
+"""The ``imae-kit`` command line: argument handling and printing only (the work lives elsewhere).
+
+Each command imports its machinery when it runs, so ``imae-kit --help`` answers without loading the trainer."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
+from imae_kit.data.commands import data
 from imae_kit.errors import ImaeKitError
+from imae_kit.runs import REPORT_FILE
 
 console = Console()
 err_console = Console(stderr=True)
@@ -63,7 +67,7 @@ def _set_threads(threads: int | None) -> None:
 def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: int | None, resume: str | None,
         allow_changes: Sequence[str], no_eval: bool, quiet: bool, threads: int | None) -> None:
     """Train RECIPE (then evaluate it and draw its figures) into a run directory."""
-    from imae_kit.train import run as run_recipe
+    from imae_kit.training import run as run_recipe
 
     _set_threads(threads)
     outcome = run_recipe(recipe, overrides=tuple(overrides), out=out, steps=steps, resume=resume,
@@ -73,7 +77,7 @@ def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: in
     _print_summary(result)
     if outcome.evaluation is not None:
         _print_eval(outcome.evaluation, title=f"evaluation: {result.run_dir.path}")
-        console.print(f"report: {result.run_dir.path / 'report.md'}")
+        console.print(f"report: {result.run_dir.path / REPORT_FILE}")
     if result.status == "interrupted":
         err_console.print(f"[yellow]stopped at step {result.steps} of {result.total_steps}; continue with:[/] "
                           f"imae-kit run --resume {result.run_dir.path}")
@@ -97,7 +101,7 @@ def _print_summary(result: Any) -> None:
 
 
 def _print_eval(evaluation: dict[str, Any], title: str) -> None:
-    from imae_kit.evaluate import headline
+    from imae_kit.report import headline
 
     table = Table(title=title)
     table.add_column("measure")
@@ -114,13 +118,13 @@ def _print_eval(evaluation: dict[str, Any], title: str) -> None:
 def eval_command(run_dir: str, quiet: bool, threads: int | None) -> None:
     """Evaluate a run directory: eval.json, figures/ and report.md, and print the headline numbers."""
     from imae_kit.runs import RunDir
-    from imae_kit.train import evaluate_run
+    from imae_kit.training import evaluate_run
 
     _set_threads(threads)
     rd = RunDir.open(run_dir)
     evaluation = evaluate_run(rd, progress=not quiet)
     _print_eval(evaluation, title=f"evaluation: {rd.path}")
-    console.print(f"report: {rd.path / 'report.md'}")
+    console.print(f"report: {rd.path / REPORT_FILE}")
 
 
 @cli.command()
@@ -145,7 +149,7 @@ def terms() -> None:
 def show(recipe: str, overrides: Sequence[str]) -> None:
     """Print RECIPE resolved (after ${vars} and --set) and its objective as a weighted sum."""
     from imae_kit.recipe import load_recipe
-    from imae_kit.train import resolved_recipe_text
+    from imae_kit.training import resolved_recipe_text
 
     r = load_recipe(recipe, overrides)
     console.print(f"[bold]{r.name}[/]  {r.description}")
@@ -251,7 +255,7 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) 
             table.add_row(*(escape(format_cell(row.get(c), digits=3)) for c in grid_paths + ["status"] + shown))
         console.print(table)
         console.print(f"table: {csv_path} and {md_path}", highlight=False, soft_wrap=True)
-    path = Path(figure) if figure else sweeps[0].path / "figures" / "sweep.png"
+    path = Path(figure) if figure else sweeps[0].figure_path
     try:
         sweep_figure(sweeps, path, x=x)
     except ImaeKitError as exc:
@@ -260,15 +264,7 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) 
     console.print(f"figure: {path}", highlight=False, soft_wrap=True)
 
 
-def _attach_data_commands() -> None:
-    try:
-        from imae_kit.data.commands import data
-    except ImportError:  # pragma: no cover - the data commands are part of the package
-        return
-    cli.add_command(data)
-
-
-_attach_data_commands()
+cli.add_command(data)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Layers, from the bottom (a module may import its own layer and the ones below):
 
-    0 foundation     errors, params, atomic, progress
+    0 foundation     errors, params, atomic, progress, precision
     1 registry       registry
     2 core           step, distributions, estimators, schedules, runs, networks, data (the data sets)
     3 plugins        terms, metrics
@@ -23,13 +23,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "imae_kit"
 
 LAYERS = {
-    0: ["errors", "params", "atomic", "progress"],
+    0: ["errors", "params", "atomic", "progress", "precision"],
     1: ["registry"],
     2: ["step", "distributions", "estimators", "schedules", "runs", "networks", "data"],
     3: ["terms", "metrics"],
     4: ["recipe"],
     5: ["objective", "model"],
-    6: ["training.trainer", "training.state", "training.setup", "training.signals", "evaluation", "evaluate", "report",
+    6: ["training.trainer", "training.state", "training.setup", "training.signals", "evaluation", "report",
         "figures"],
     7: ["training.run", "training.resume", "training", "compare", "sweep", "api"],
     8: ["cli", "__main__", "data.commands", ""],

@@ -12,7 +12,7 @@ import torch
 
 from imae_kit.data.base import DataSplits, TensorImages
 from imae_kit.data.toy import ToyShapes
-from imae_kit.evaluate import evaluate
+from imae_kit.evaluation import evaluate
 from imae_kit.metrics.settings import EvalSettings
 from imae_kit.report import headline, report_markdown
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from imae_kit import figures
 from imae_kit.data.toy import ToyShapes
-from imae_kit.evaluate import EvalSettings, evaluate
+from imae_kit.evaluation import evaluate
+from imae_kit.metrics.settings import EvalSettings
 from imae_kit.model import Decoder, Encoder, HybridAutoencoder
 from imae_kit.networks import MLP
 

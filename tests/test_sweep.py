@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import imae_kit.train as train_module
+import imae_kit.training.trainer as train_module
 from imae_kit.errors import RecipeError
 from imae_kit.sweep import GridAxis, band_series, grid_points, quantile, split_top_level
 
@@ -115,7 +115,7 @@ def test_a_stopped_sweep_continues_where_it_stopped(tmp_path, recipe_file, one_t
     out = tmp_path / "sweep"
     args = ["sweep", recipe_file, "--grid", "train.seed=0,1,2", "--steps", "30", "--out", out, "-q", "--no-eval"]
 
-    class StopAtStep12OfPoint2(train_module._StopFlag):
+    class StopAtStep12OfPoint2(train_module.StopFlag):
         def __init__(self):
             super().__init__()
             self.checks = 0
@@ -128,14 +128,14 @@ def test_a_stopped_sweep_continues_where_it_stopped(tmp_path, recipe_file, one_t
                 self.signum = signal.SIGTERM
             return self.signum is not None
 
-    monkeypatch.setattr(train_module, "_StopFlag", StopAtStep12OfPoint2)
+    monkeypatch.setattr(train_module, "StopFlag", StopAtStep12OfPoint2)
     stopped = invoke_cli(*args)
     assert stopped.exit_code == 130, stopped.output
     status = json.loads((out / "runs" / "001-seed=1" / "run.json").read_text())
     assert status["status"] == "interrupted" and status["step"] == 12
     assert not (out / "runs" / "002-seed=2").exists()
 
-    monkeypatch.setattr(train_module, "_StopFlag", StopAtStep12OfPoint2.__mro__[1])
+    monkeypatch.setattr(train_module, "StopFlag", StopAtStep12OfPoint2.__mro__[1])
     resumed = invoke_cli(*args)
     assert resumed.exit_code == 0, resumed.output
     assert "completed, kept" in resumed.output and "interrupted, continuing" in resumed.output

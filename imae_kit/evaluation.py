@@ -29,11 +29,10 @@ from imae_kit.metrics.information import (ESTIMATOR_NOTE, aggregate_entropies, c
 from imae_kit.metrics.mig import compute_mig, label_factors
 from imae_kit.metrics.settings import EvalSettings
 from imae_kit.metrics.total_correlation import total_correlation_from
-from imae_kit.report import headline, report_markdown, write_report
+from imae_kit.report import write_report
 from imae_kit.runs import FIGURES_DIR
 
-# EvalSettings, headline and report_markdown are importable from here as before
-__all__ = ["EvalSettings", "evaluate", "headline", "report_markdown"]
+__all__ = ["evaluate"]
 
 
 def _class_names(dataset) -> list[str] | None:
