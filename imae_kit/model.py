@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from imae_kit.distributions import RelaxedOneHot
+from imae_kit.precision import compute_dtype, networks_autocast
 from imae_kit.recipe.spec import ModelSpec
 from imae_kit.step import Posterior, Samples
 
@@ -24,14 +25,18 @@ class Encoder(nn.Module):
 
     def __init__(self, body: nn.Module, body_out: int, latent_continuous: int, latent_discrete: int):
         super().__init__()
+        self.compute_dtype: torch.dtype | None = None  # bf16: the network under autocast (see imae_kit.precision)
         self.body = body
         self.latent_continuous = latent_continuous
         self.latent_discrete = latent_discrete
         self.head = nn.Linear(body_out, 2 * latent_continuous + latent_discrete)
 
     def forward(self, x: torch.Tensor) -> Posterior:
-        """Encode a flattened batch into p(y|x) and p(z|x) (PAPER.md, Model)."""
-        h = self.head(self.body(x))
+        """Encode a flattened batch into p(y|x) and p(z|x) (PAPER.md, Model); the outputs are fp32."""
+        with networks_autocast(x.device.type, self.compute_dtype):
+            h = self.head(self.body(x))
+        if h.dtype in (torch.bfloat16, torch.float16):
+            h = h.float()
         k1 = self.latent_continuous
         mu, log_sigma, logits = h[:, :k1], h[:, k1:2 * k1], h[:, 2 * k1:]
         sigma = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp()
@@ -43,12 +48,16 @@ class Decoder(nn.Module):
 
     def __init__(self, body: nn.Module, body_out: int, data_dim: int):
         super().__init__()
+        self.compute_dtype: torch.dtype | None = None
         self.body = body
         self.head = nn.Linear(body_out, data_dim)
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> dist.Independent:
-        """Decode a (relaxed) one-hot y and a continuous z into a Bernoulli over pixels (logits)."""
-        logits = self.head(self.body(torch.cat([y, z], dim=-1)))
+        """Decode a (relaxed) one-hot y and a continuous z into a Bernoulli over pixels (fp32 logits)."""
+        with networks_autocast(z.device.type, self.compute_dtype):
+            logits = self.head(self.body(torch.cat([y, z], dim=-1)))
+        if logits.dtype in (torch.bfloat16, torch.float16):
+            logits = logits.float()
         return dist.Bernoulli(logits=logits, validate_args=False).to_event(1)
 
 
@@ -64,6 +73,16 @@ class HybridAutoencoder(nn.Module):
         self.decoder = decoder
         self.image_shape = tuple(image_shape)
         self.temperature = float(temperature)
+
+    @property
+    def precision(self) -> str:
+        """'fp32' or 'bf16': the arithmetic of the networks' matrix multiplies."""
+        return "bf16" if self.encoder.compute_dtype == torch.bfloat16 else "fp32"
+
+    def set_precision(self, precision: str) -> "HybridAutoencoder":
+        """Run the networks in ``precision`` ('fp32' or 'bf16', resolved by ``imae_kit.precision.resolve_precision``)."""
+        self.encoder.compute_dtype = self.decoder.compute_dtype = compute_dtype(precision)
+        return self
 
     @property
     def latent_continuous(self) -> int:

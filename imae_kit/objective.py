@@ -14,6 +14,7 @@ from typing import Any, Callable
 import attrs
 import torch
 
+from imae_kit.precision import terms_autocast
 from imae_kit.recipe.spec import ObjectiveSpec
 from imae_kit.schedules import Schedule
 from imae_kit.step import Step
@@ -101,10 +102,12 @@ class Objective:
         measured: dict[str, TermRecord] = {}
         active: dict[str, torch.Tensor] = {}
         idle: list[WeightedTerm] = []
+        device_type = step.x.device.type
         for wt in self.terms:
             w = wt.weight.at(step.step)
             if w != 0.0:
-                value = wt.term(step)
+                with terms_autocast(device_type):  # a term's own arithmetic is fp32 (imae_kit.precision)
+                    value = wt.term(step)
                 contribution = -wt.sign * w * value
                 loss = contribution if loss is None else loss + contribution
                 active[wt.label] = value
@@ -114,7 +117,7 @@ class Objective:
             elif log:
                 idle.append(wt)
         if idle:
-            with _forked_rng(step.x.device):
+            with _forked_rng(step.x.device), terms_autocast(device_type):
                 for wt in idle:
                     measured[wt.label] = TermRecord(float(wt.term(step).detach()), 0.0, 0.0, wt.sense)
         records = {wt.label: measured[wt.label] for wt in self.terms if wt.label in measured}

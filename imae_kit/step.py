@@ -81,6 +81,7 @@ class Step:
     - ``dataset_size``: N, the number of training examples (for the MWS/MSS estimators).
     - ``step``: the optimisation step, counted from 0 (for schedules and capacities).
     - ``gather``: concatenates a per-process tensor over processes along dim 0 (identity here).
+    - ``precision``: 'fp32' or 'bf16', the arithmetic the networks ran in (the posterior is fp32 either way).
 
     ``shared(key, compute)`` memoises a derived quantity for the step, so terms that need the same
     intermediate (the B x B x K log-density matrix of marginal_kl and total_correlation) compute it once.
@@ -94,6 +95,7 @@ class Step:
     dataset_size: int
     step: int = 0
     gather: Callable[[torch.Tensor], torch.Tensor] = _identity
+    precision: str = "fp32"
     _memo: dict = attrs.field(factory=dict, repr=False, init=False)
 
     def shared(self, key: Hashable, compute: Callable[[], Any]) -> Any:

@@ -10,6 +10,7 @@ import torch
 from imae_kit.data.base import ArrayDataset
 from imae_kit.distributions import gumbel_softmax
 from imae_kit.estimators import entropy_of_probs
+from imae_kit.precision import step_autocast
 from imae_kit.progress import progress_callback
 
 
@@ -77,7 +78,9 @@ def encode_dataset(model, dataset: ArrayDataset, *, batch_size: int = 500, indic
 
     try:
         device = next(model.parameters()).device
-        with progress_callback(description, total, progress) as advance:
+        # under bf16 one autocast region over the loop casts each weight once (imae_kit.precision)
+        with progress_callback(description, total, progress) as advance, \
+                step_autocast(device.type, getattr(model.encoder, "compute_dtype", None)):
             for a in range(0, total, batch_size):
                 idx = index[a:a + batch_size]
                 batch = dataset.get_batch(idx)

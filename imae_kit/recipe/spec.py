@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import attrs
 
 from imae_kit.params import choice_field, float_field, int_field, str_field
+from imae_kit.precision import PRECISIONS
 from imae_kit.schedules import Schedule
 
 TOP_LEVEL_KEYS = ("name", "description", "plugins", "vars", "data", "model", "objective", "train", "eval")
@@ -90,6 +91,8 @@ class TrainSpec:
     log_every: int = int_field(50, min=1, doc="steps between logged lines")
     checkpoint_every: int = int_field(0, min=0, doc="steps between checkpoints (0: only at the end)")
     grad_clip: float = float_field(0.0, min=0.0, doc="clip the gradient's L2 norm (0: off)")
+    precision: str = choice_field("fp32", PRECISIONS, doc="the networks' arithmetic: fp32, bf16, or auto (bf16 "
+                                                          "where the hardware has it natively)")
 
 
 @attrs.frozen

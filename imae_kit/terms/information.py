@@ -13,6 +13,7 @@ from torch import nn
 
 from imae_kit.estimators import categorical_kl, discrete_mutual_information
 from imae_kit.params import float_field, int_field
+from imae_kit.precision import full_precision
 from imae_kit.registry import register_term
 from imae_kit.step import Step
 
@@ -102,6 +103,11 @@ class VirtualAdversarialSmoothness:
     which carries no gradient because the target p(y|x) is detached, so we report the KL (0 for a
     perfectly smooth encoder). Gradients reach the encoder only through p(y|x + r_adv).
 
+    Under bf16 (``train.precision``) the power method runs with the networks in fp32
+    (``imae_kit.precision.full_precision``) against an fp32 target p(y|x): xi = 1e-6 is far below bf16's
+    resolution, and the bf16 main pass's p(y|x) differs from fp32's by far more than the probe moves it, so
+    either alone would leave the direction random. The final pass at x + r_adv runs in the recipe's precision.
+
     The extra forward passes go through ``step.encode`` with the running statistics of normalisation
     layers frozen (see ``running_statistics_frozen``), found through the module that ``step.encode``
     belongs to: pass a bound method such as ``model.encode`` or the encoder module itself.
@@ -123,18 +129,26 @@ class VirtualAdversarialSmoothness:
             warnings.warn("vat: step.encode is not an nn.Module nor a bound method of one; BatchNorm running "
                           "statistics cannot be protected from VAT's extra forward passes", stacklevel=2)
         with running_statistics_frozen(module):  # one guard over every extra pass of the step
-            r_adv = self._power_method(step.encode, x, target)
+            r_adv = self._power_method(step.encode, x, target, exact_target=step.precision != "fp32")
             return categorical_kl(target, step.encode(x + r_adv).logits).mean()
 
     def adversarial_perturbation(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor,
-                                 target: torch.Tensor) -> torch.Tensor:
-        """r_adv [B, ...]: eps times the unit direction found by the power method (no graph attached)."""
+                                 target: torch.Tensor, *, exact_target: bool = False) -> torch.Tensor:
+        """r_adv [B, ...]: eps times the unit direction found by the power method (no graph attached);
+        ``exact_target`` recomputes the target p(y|x) in fp32 (for a ``target`` that came from a bf16 pass)."""
         with running_statistics_frozen(module_behind(encode)):
-            return self._power_method(encode, x, target)
+            return self._power_method(encode, x, target, exact_target=exact_target)
 
-    def _power_method(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor,
-                      target: torch.Tensor) -> torch.Tensor:
+    def _power_method(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor, target: torch.Tensor,
+                      exact_target: bool = False) -> torch.Tensor:
         """``adversarial_perturbation`` without the guard on normalisation statistics (the caller holds it)."""
+        with full_precision():  # the finite difference needs fp32 networks (see the class docstring)
+            if exact_target:
+                with torch.no_grad():
+                    target = encode(x).logits
+            return self._iterate(encode, x, target)
+
+    def _iterate(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = _unit_rows(torch.randn_like(x))
         for _ in range(self.power_iterations):
             probe = (self.xi * d).requires_grad_(True)

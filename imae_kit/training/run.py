@@ -9,12 +9,14 @@ from rich.console import Console
 
 from imae_kit.data.base import DataSplits
 from imae_kit.errors import RunError
-from imae_kit.evaluate import EvalSettings, evaluate
+from imae_kit.evaluation import evaluate
+from imae_kit.metrics.settings import EvalSettings
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.recipe import Recipe, load_recipe
 from imae_kit.runs import RunDir, atomic_write_text, load_checkpoint
 from imae_kit.training.resume import allowed_change, recipe_changes, resolved_recipe_text, show_change
-from imae_kit.training.setup import load_data
+from imae_kit.precision import resolve_precision
+from imae_kit.training.setup import load_data, resolve_device
 from imae_kit.training.trainer import Trainer, TrainResult
 
 
@@ -105,9 +107,10 @@ def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoe
     if splits is None:
         splits = load_data(recipe)
     if model is None:
+        device = resolve_device(recipe.train.device)
         model = build_model(recipe.model, splits.train.image_shape)
-        state = load_checkpoint(rd.checkpoint_path)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(load_checkpoint(rd.checkpoint_path)["model"])
+        model.to(device).set_precision(resolve_precision(recipe.train.precision, device))
     if train_seconds is None:
         train_seconds = rd.read_status().get("train_seconds")
     settings = EvalSettings(**dict(recipe.eval))

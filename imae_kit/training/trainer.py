@@ -22,7 +22,8 @@ from imae_kit.data.base import ArrayDataset, DataSplits
 from imae_kit.data.order import index_batches, steps_per_epoch
 from imae_kit.errors import DivergenceError, RunError
 from imae_kit.model import HybridAutoencoder, build_model
-from imae_kit.objective import NonFiniteTermError, Objective
+from imae_kit.objective import NonFiniteTermError, Objective, ObjectiveOutput
+from imae_kit.precision import compute_dtype, resolve_precision, step_autocast
 from imae_kit.progress import progress
 from imae_kit.recipe.spec import Recipe
 from imae_kit.runs import RunDir, atomic_torch_save, load_checkpoint
@@ -60,6 +61,7 @@ class Trainer:
         self.console = console or Console(stderr=True)
         self.progress_enabled = progress
         self.device = resolve_device(recipe.train.device)
+        self.precision = resolve_precision(recipe.train.precision, self.device)
         self.splits = splits if splits is not None else load_data(recipe)
         self.train_set: ArrayDataset = self.splits.train
         n = len(self.train_set)
@@ -74,6 +76,7 @@ class Trainer:
         except (RuntimeError, MemoryError, OverflowError) as exc:  # sizes no machine can allocate
             raise RunError(f"{recipe.source}: [model] cannot be built ({type(exc).__name__}: {str(exc)[:200]}); "
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
+        self.model.set_precision(self.precision)
         self.objective = Objective.from_spec(recipe.objective)
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self._parameters = list(self.model.parameters())  # walked once, not on every step
@@ -183,7 +186,13 @@ class Trainer:
         samples = self.model.sample_latents(posterior)
         likelihood = self.model.decode(samples.y, samples.z)
         return Step(x=x, posterior=posterior, samples=samples, likelihood=likelihood, encode=self.model.encode,
-                    dataset_size=len(self.train_set), step=step)
+                    dataset_size=len(self.train_set), step=step, precision=self.model.precision)
+
+    def forward(self, x: torch.Tensor, step: int, *, log: bool = False) -> ObjectiveOutput:
+        """The objective of one batch: the Step and every weighted term, in one autocast region under bf16
+        (so each weight is cast to bf16 once for all the step's passes)."""
+        with step_autocast(self.device.type, compute_dtype(self.precision)):
+            return self.objective(self.make_step(x, step), log=log)
 
     def run(self, *, resume: bool = False) -> TrainResult:
         """Train to the budget (or on from the checkpoint, with ``resume``); return what happened.
@@ -210,7 +219,8 @@ class Trainer:
             if rd.metrics_path.exists():
                 rd.metrics_path.unlink()
         self._started = time.perf_counter()
-        rd.write_status(status="running", step=self.step, total_steps=self.total_steps,
+        rd.write_status(status="running", step=self.step, total_steps=self.total_steps, precision=self.precision,
+                        device=str(self.device),
                         checkpoint_step=self.checkpoint_step, stop_reason=None, diverged_term=None, pid=os.getpid())
         flag = StopFlag()
         self.model.train()
@@ -234,7 +244,7 @@ class Trainer:
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
                 rng_before = device_rng_state(self.device)
                 try:
-                    out = self.objective(self.make_step(x, self.step), log=log)
+                    out = self.forward(x, self.step, log=log)
                     self.objective.check_finite(out, self.step)
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
@@ -319,7 +329,7 @@ class Trainer:
         """Recompute the failed step from the same random state and find the term whose gradient is not finite."""
         try:
             set_device_rng_state(rng_before)  # the run stops here: its random stream no longer matters
-            out = self.objective(self.make_step(x, self.step))
+            out = self.forward(x, self.step)
             params = [p for p in self._parameters if p.requires_grad]
             for label, value in out.active_values.items():
                 if not value.requires_grad:

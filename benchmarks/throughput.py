@@ -1,0 +1,154 @@
+"""Training throughput against the machine's measured matrix-multiply peak, in fp32 and bf16.
+
+In one run:
+
+1. the peak: GFLOP/s of a 1024^3 matmul and of each Linear layer shape of the recipe's networks (at the
+   batch size), in fp32 and in bf16;
+2. the model FLOPs of one training step, counted exactly with ``torch.utils.flop_counter.FlopCounterMode``
+   (forward, backward and VAT's extra passes, as the real ``Trainer.forward`` runs them);
+3. the real trainer's steps at several batch sizes in both precisions: images/s, achieved GFLOP/s and the
+   ratio to the bf16 peak, and the speed-up over the baseline (fp32, batch 64) measured in the same run.
+
+Each timing is the difference of two ``Trainer.run`` calls (``--warmup`` steps, then ``--warmup + --steps``),
+so the fixed costs of a run (status files, the final checkpoint) cancel out.
+
+    python benchmarks/throughput.py [--recipe dsprites] [--recipe mnist] [--batch-sizes 64,256,1024,2048]
+                                    [--precisions fp32,bf16] [--steps 8] [--threads N] [--synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from imae_kit.data.base import DataSplits, TensorImages
+from imae_kit.errors import ImaeKitError
+from imae_kit.recipe import load_recipe
+from imae_kit.runs import RunDir
+from imae_kit.training import Trainer, load_data
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def matmul_gflops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0.4) -> float:
+    """Median GFLOP/s of [m, k] @ [k, n] in ``dtype`` over repeated timings."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    rates = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 5:
+        t = time.perf_counter()
+        a @ b
+        rates.append(2 * m * k * n / (time.perf_counter() - t) / 1e9)
+    return statistics.median(rates)
+
+
+def linear_shapes(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in, out) of every Linear layer of the model."""
+    return [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def synthetic_splits(like: str, n: int = 8192) -> DataSplits:
+    """Random binary images of the recipe's data shape (the cost does not depend on the pixels)."""
+    side = 64 if like == "dsprites" else 28
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(n, side, side, generator=g) < 0.1).to(torch.uint8) * 255
+    ds = TensorImages(images=images, labels=torch.randint(0, 3, (n,), generator=g), num_classes=3)
+    return DataSplits(train=ds, test=ds, description="synthetic")
+
+
+def recipe_for(name: str, batch: int, precision: str, steps: int):
+    """The IMAE recipe of ``name`` at this batch size and precision, logging rarely, no periodic checkpoint."""
+    return load_recipe(RECIPES / f"imae_{name}.toml", overrides=[
+        f"train.batch_size={batch}", f'train.precision="{precision}"', f"train.log_every={10**6}",
+        "train.checkpoint_every=0"], steps=steps)
+
+
+def run_seconds(name: str, batch: int, precision: str, steps: int, splits: DataSplits) -> float:
+    """Wall seconds of ``Trainer.run`` for ``steps`` steps (a fresh trainer and run directory)."""
+    trainer = Trainer(recipe_for(name, batch, precision, steps), None, progress=False, splits=splits)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer.run_dir = RunDir.create("bench", out=Path(tmp) / "run")
+        start = time.perf_counter()
+        trainer.run()
+        return time.perf_counter() - start
+
+
+def step_flops(name: str, batch: int, precision: str, splits: DataSplits) -> tuple[int, Trainer]:
+    """Model FLOPs of one training step (forward, backward, VAT's passes) counted by FlopCounterMode."""
+    trainer = Trainer(recipe_for(name, batch, precision, 1), None, progress=False, splits=splits)
+    x = splits.train.get_batch(torch.arange(batch)).x
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = trainer.forward(x, 0)
+        out.loss.backward()
+    return counter.get_total_flops(), trainer
+
+
+def main() -> None:
+    """Measure and print."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", action="append", choices=("dsprites", "mnist"), help="repeatable (default both)")
+    ap.add_argument("--batch-sizes", default="64,256,1024,2048")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--synthetic", action="store_true", help="random images instead of the real data sets")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.recipe or ["dsprites", "mnist"]
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    precisions = args.precisions.split(",")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    peak = {p: matmul_gflops(1024, 1024, 1024, dt) for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"matmul 1024^3 peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+
+    for name in names:
+        try:
+            splits = synthetic_splits(name) if args.synthetic else load_data(recipe_for(name, 64, "fp32", 1))
+        except ImaeKitError as exc:
+            print(f"{name}: real data not available ({exc}); using synthetic images")
+            splits = synthetic_splits(name)
+        print(f"\n== imae_{name} ({splits.description}) ==")
+        flops: dict[tuple[int, str], int] = {}
+        for b in batches:
+            for p in precisions:
+                flops[b, p], trainer = step_flops(name, b, p, splits)
+        shapes = linear_shapes(trainer.model)
+        for b in (batches[0], batches[-1]):
+            cells = []
+            for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                rates = [matmul_gflops(b, i, o, dt, seconds=0.15) for i, o in shapes]
+                cells.append(f"{p} " + " ".join(f"{r:.0f}" for r in rates))
+            print(f"layer shapes {shapes} at batch {b}, GFLOP/s: " + "; ".join(cells))
+
+        base_seconds = (run_seconds(name, 64, "fp32", args.warmup + args.steps, splits)
+                        - run_seconds(name, 64, "fp32", args.warmup, splits)) / args.steps
+        base_ips = 64 / base_seconds
+        print(f"baseline fp32 batch 64: {base_ips:.0f} images/s")
+        print(f"{'batch':>6} {'prec':>5} {'MFLOP/img':>9} {'images/s':>9} {'GFLOP/s':>8} {'of bf16 peak':>12} "
+              f"{'of fp32 peak':>12} {'vs baseline':>11}")
+        for b in batches:
+            for p in precisions:
+                per_step = (run_seconds(name, b, p, args.warmup + args.steps, splits)
+                            - run_seconds(name, b, p, args.warmup, splits)) / args.steps
+                ips = b / per_step
+                gflops = flops[b, p] / per_step / 1e9
+                print(f"{b:>6} {p:>5} {flops[b, p] / b / 1e6:>9.1f} {ips:>9.0f} {gflops:>8.0f} "
+                      f"{gflops / peak['bf16']:>11.1%} {gflops / peak['fp32']:>11.1%} {ips / base_ips:>10.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
