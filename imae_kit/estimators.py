@@ -106,23 +106,94 @@ def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch",
     return _weighted_logsumexp(log_q, estimator, dataset_size)
 
 
+def log_joint_aggregate(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
+                        dataset_size: int | None = None) -> torch.Tensor:
+    """log p(z_i) [B] without the [B, B, K] matrix (PAPER.md App. B): sum_k log p(z_ik | x_j) is a quadratic form,
+
+        sum_k log N(z_ik; mu_jk, s_jk^2) = -1/2 sum_k z_ik^2 a_jk + sum_k z_ik mu_jk a_jk + c_j,   a = 1/s^2,
+
+    so the [B, B] matrix of joint log-densities is two [B, K] x [K, B] products. They are taken in float64:
+    with a up to e^18 (the encoder's smallest sigma) the expanded terms cancel far beyond float32's digits."""
+    z64, mu64, s64 = z.double(), mu.double(), sigma.double()
+    a = s64.pow(-2)
+    c = -(0.5 * mu64.square() * a + s64.log()).sum(dim=1) - z.shape[1] * HALF_LOG_2PI
+    joint = -0.5 * z64.square() @ a.T + z64 @ (mu64 * a).T + c.unsqueeze(0)
+    return _weighted_logsumexp(joint, estimator, dataset_size).to(z.dtype)
+
+
+class _MarginalLogSumExp(torch.autograd.Function):
+    """logsumexp_j [log N(z_ik; mu_jk, s_jk^2) + log_w_ij] [B, K], in row chunks that stay in cache, with the
+    backward pass recomputing each chunk instead of keeping the [B, B, K] matrix (as flash attention does)."""
+
+    @staticmethod
+    def forward(ctx, z, mu, sigma, log_w, rows):
+        inv = sigma.reciprocal()
+        base = -sigma.log() - HALF_LOG_2PI
+        out = torch.empty_like(z)
+        for a in range(0, z.shape[0], rows):
+            q = _chunk_log_density(z[a:a + rows], mu, inv, base, log_w, a)[1]
+            out[a:a + rows] = torch.logsumexp(q, dim=1)
+        ctx.save_for_backward(z, mu, sigma, inv, base, out, log_w)
+        ctx.rows = rows
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        z, mu, sigma, inv, base, out, log_w = ctx.saved_tensors
+        grad_z, grad_mu, grad_sigma = torch.empty_like(z), torch.zeros_like(mu), torch.zeros_like(sigma)
+        for a in range(0, z.shape[0], ctx.rows):
+            t, q = _chunk_log_density(z[a:a + ctx.rows], mu, inv, base, log_w, a)
+            gq = q.sub_(out[a:a + ctx.rows].unsqueeze(1)).exp_().mul_(grad[a:a + ctx.rows].unsqueeze(1))
+            grad_sigma += (gq * (t * t - 1.0)).sum(dim=0)     # d q / d s = (t^2 - 1) / s
+            gt = gq.mul_(t).mul_(inv)                          # d q / d z = -t / s, d q / d mu = t / s
+            grad_z[a:a + ctx.rows] = -gt.sum(dim=1)
+            grad_mu += gt.sum(dim=0)
+        return grad_z, grad_mu, grad_sigma * inv, None, None
+
+
+def _chunk_log_density(z_rows: torch.Tensor, mu: torch.Tensor, inv: torch.Tensor, base: torch.Tensor,
+                       log_w: torch.Tensor | None, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """t = (z_i - mu_j) / s_j and q = log N(z_i; mu_j, s_j^2) (+ log w_ij), both [rows, B, K]."""
+    t = (z_rows.unsqueeze(1) - mu.unsqueeze(0)).mul_(inv.unsqueeze(0))
+    q = (t * t).mul_(-0.5).add_(base.unsqueeze(0))
+    if log_w is not None:
+        q += log_w[start:start + z_rows.shape[0]].unsqueeze(2)
+    return t, q
+
+
+def log_marginal_aggregates(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
+                            dataset_size: int | None = None, *, chunk_elements: int = 1 << 18) -> torch.Tensor:
+    """log p(z_ik) [B, K] (PAPER.md App. B) without keeping the [B, B, K] matrix: the same numbers as
+    ``log_aggregate_marginals(log_density_matrix(z, mu, sigma))``, in chunks of about ``chunk_elements``."""
+    b = z.shape[0]
+    rows = max(1, chunk_elements // max(1, b * z.shape[1]))
+    if estimator == "batch":
+        return _MarginalLogSumExp.apply(z, mu, sigma, None, rows) - math.log(b)
+    log_w = log_importance_weights(b, estimator, dataset_size, dtype=z.dtype, device=z.device)
+    return _MarginalLogSumExp.apply(z, mu, sigma, log_w, rows)
+
+
 class BatchAggregate:
     """The aggregate posterior p(z) = sum_j w_ij p(z | x_j) of one batch, at the batch's own samples z_i.
 
-    Holds the [B, B, K] matrix log p(z_ik | x_j) and computes log p(z_i) (``log_joint``, [B]) and
-    log p(z_ik) (``log_marginals``, [B, K]) once each, on first use; every quantity of PAPER.md
-    Appendix B (Gaussian matching, total correlation, the KL of p(z) to a normal) is read off them.
-    ``log_q`` may be passed when already computed (``step_log_density_matrix``).
+    Computes log p(z_i) (``log_joint``, [B]) and log p(z_ik) (``log_marginals``, [B, K]) once each, on
+    first use, without materialising the [B, B, K] matrix of ``log_density_matrix``; every quantity of
+    PAPER.md Appendix B (Gaussian matching, total correlation, the KL of p(z) to a normal) is read off them.
     """
 
     def __init__(self, z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
-                 dataset_size: int | None = None, *, log_q: torch.Tensor | None = None):
+                 dataset_size: int | None = None):
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
-        self.z = z
+        if z.shape != mu.shape or mu.shape != sigma.shape or z.dim() != 2:
+            shapes = ", ".join(str(tuple(t.shape)) for t in (z, mu, sigma))
+            raise ValueError(f"z, mu and sigma must all be [B, K]; got {shapes}")
+        if estimator != "batch":
+            log_importance_weights(z.shape[0], estimator, dataset_size)  # refuse a bad N before any work
+        self.z, self.mu, self.sigma = z, mu, sigma
         self.estimator = estimator
         self.dataset_size = dataset_size
-        self.log_q = log_density_matrix(z, mu, sigma) if log_q is None else log_q
         self._joint: torch.Tensor | None = None
         self._marginals: torch.Tensor | None = None
 
@@ -130,14 +201,15 @@ class BatchAggregate:
     def log_joint(self) -> torch.Tensor:
         """log p(z_i), [B]."""
         if self._joint is None:
-            self._joint = log_aggregate_density(self.log_q, self.estimator, self.dataset_size)
+            self._joint = log_joint_aggregate(self.z, self.mu, self.sigma, self.estimator, self.dataset_size)
         return self._joint
 
     @property
     def log_marginals(self) -> torch.Tensor:
         """log p(z_ik), [B, K]."""
         if self._marginals is None:
-            self._marginals = log_aggregate_marginals(self.log_q, self.estimator, self.dataset_size)
+            self._marginals = log_marginal_aggregates(self.z, self.mu, self.sigma, self.estimator,
+                                                      self.dataset_size)
         return self._marginals
 
     def total_correlation(self) -> torch.Tensor:
@@ -213,15 +285,8 @@ def categorical_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (_finite(log_p) - _finite(log_q))).sum(dim=-1)
 
 
-def step_log_density_matrix(step) -> torch.Tensor:
-    """The step's [B, B, K] matrix log q(z_ik | x_j) of its z samples, computed once per Step (Step.shared)."""
-    post = step.posterior
-    return step.shared("log_density_matrix", lambda: log_density_matrix(step.samples.z, post.mu, post.sigma))
-
-
 def step_aggregate(step, estimator: str = "batch") -> BatchAggregate:
     """The step's BatchAggregate for ``estimator``, built once per Step and shared by every term that asks
     (marginal_kl and total_correlation both need log p(z_ik); total_correlation and aggregate_kl log p(z_i))."""
     return step.shared(("aggregate", estimator), lambda: BatchAggregate(
-        step.samples.z, step.posterior.mu, step.posterior.sigma, estimator, step.dataset_size,
-        log_q=step_log_density_matrix(step)))
+        step.samples.z, step.posterior.mu, step.posterior.sigma, estimator, step.dataset_size))

@@ -91,6 +91,9 @@ class TrainSpec:
     log_every: int = int_field(50, min=1, doc="steps between logged lines")
     checkpoint_every: int = int_field(0, min=0, doc="steps between checkpoints (0: only at the end)")
     grad_clip: float = float_field(0.0, min=0.0, doc="clip the gradient's L2 norm (0: off)")
+    eval_every: int = int_field(0, min=0, doc="steps between evaluations on a fixed subset (0: off)")
+    eval_points: int = int_field(20000, min=10, doc="images of that subset of the evaluation split")
+    eval_samples: int = int_field(2000, min=10, doc="samples of q(z|x) for that MIG")
     precision: str = choice_field("fp32", PRECISIONS, doc="the networks' arithmetic: fp32, bf16, or auto (bf16 "
                                                           "where the hardware has it natively)")
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from imae_kit.estimators import categorical_kl, discrete_mutual_information
 from imae_kit.params import float_field, int_field
-from imae_kit.precision import full_precision
+from imae_kit.precision import full_precision, terms_autocast
 from imae_kit.registry import register_term
 from imae_kit.step import Step
 
@@ -152,7 +152,8 @@ class VirtualAdversarialSmoothness:
         d = _unit_rows(torch.randn_like(x))
         for _ in range(self.power_iterations):
             probe = (self.xi * d).requires_grad_(True)
-            with torch.enable_grad():
+            # autocast off around the backward too: it would otherwise run the probe's gradient in bf16
+            with torch.enable_grad(), terms_autocast(x.device.type):
                 kl = categorical_kl(target, encode(x + probe).logits).sum()
                 (grad,) = torch.autograd.grad(kl, probe)
             # An example whose finite difference vanished below rounding (all-zero gradient) keeps its

@@ -38,9 +38,13 @@ def total_steps(recipe: Recipe, n: int) -> int:
 def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
     """Adam or momentum SGD with an exponential per-epoch decay (PAPER.md, Architectures)."""
     t = recipe.train
+    # one fused kernel over all parameters instead of a loop of small ops per tensor (CPU and CUDA)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in model.parameters())
     if t.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                                                      fused=fused or None)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                              foreach=fused or None)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=t.lr_decay)
     return opt, sched
