@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.integrate import trapezoid
+from scipy.special import logsumexp
+from scipy.stats import norm
 
 from imae_kit.metrics.mig import (LatentFactorInformation, compute_mig, discrete_latent_factor_information,
                                   histogram_latent_factor_information, label_factors, mutual_information_gap,
@@ -27,6 +29,58 @@ def _centred(factors: torch.Tensor, sizes=SIZES) -> torch.Tensor:
     return torch.stack([factors[:, j].float() / (s - 1) * 2 - 1 for j, s in enumerate(sizes)], 1)
 
 
+def _brute_force_information(mu, sigma, factors, num_samples: int, state: torch.Tensor, probs=None) -> np.ndarray:
+    """Chen et al.'s sampled I(z_k; v_j) [K(+1), F] in float64, by one dense logsumexp per factor value, from the
+    draws the estimator makes with a generator in ``state`` (its sample points cycle through random
+    permutations, then one normal draw each); with ``probs`` a last row, I(y; v_j) exact."""
+    g = torch.Generator()
+    g.set_state(state)
+    n, k = mu.shape
+    reps = -(-num_samples // n)
+    picks = torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:num_samples].numpy()
+    noise = torch.randn((num_samples, k), generator=g, dtype=torch.float32).double().numpy()
+    m, s = mu.double().numpy(), sigma.double().numpy()
+    f = factors.numpy()
+    z = m[picks] + s[picks] * noise
+    dens = norm.logpdf(z[:, None, :], m[None], s[None])                     # [S, N, K]
+    h = -(logsumexp(dens, axis=1) - math.log(n)).mean(0)
+    rows = []
+    for j in range(f.shape[1]):
+        cond = np.zeros(k)
+        for v in set(f[:, j].tolist()):
+            points, samples = f[:, j] == v, f[picks, j] == v
+            if samples.any():
+                cond -= (logsumexp(dens[samples][:, points], axis=1) - math.log(points.sum())).sum(0)
+        rows.append(h - cond / num_samples)
+    matrix = np.stack(rows, 1)
+    if probs is not None:
+        y = np.array([_brute_force_discrete_mi(probs, factors[:, j]) for j in range(f.shape[1])])
+        matrix = np.concatenate([matrix, y[None]], 0)
+    return matrix
+
+
+def _brute_force_mig(matrix: np.ndarray, factors: torch.Tensor, clamp: bool = True) -> tuple[float, list[float]]:
+    """MIG by loops: per factor, (largest - second largest) I / H(v_j), H from counts; the mean and the gaps."""
+    gaps = []
+    f = factors.numpy()
+    for j in range(matrix.shape[1]):
+        counts = [int((f[:, j] == v).sum()) for v in sorted(set(f[:, j].tolist()))]
+        h = -sum(c / len(f) * math.log(c / len(f)) for c in counts)
+        column = sorted(((max(x, 0.0) if clamp else x) for x in matrix[:, j]), reverse=True)
+        gaps.append((column[0] - column[1]) / h)
+    return sum(gaps) / len(gaps), gaps
+
+
+def _check_against_brute_force(info, mig, mu, sigma, factors, num_samples, state, probs=None, atol=2e-5):
+    """Two-sided: the estimator's matrix and MIG equal the brute-force ones (same draws), to float32 noise."""
+    ref = _brute_force_information(mu, sigma, factors, num_samples, state, probs)
+    assert np.allclose(info.matrix.numpy(), ref, atol=atol), np.abs(info.matrix.numpy() - ref).max()
+    score, gaps = _brute_force_mig(ref, factors)
+    assert mig.score == pytest.approx(score, abs=atol)
+    assert np.allclose(mig.gaps.numpy(), gaps, atol=atol)
+    return ref
+
+
 def test_copying_each_factor_into_its_own_dimension_scores_near_one():
     g = torch.Generator().manual_seed(0)
     factors = _grid()
@@ -34,9 +88,11 @@ def test_copying_each_factor_into_its_own_dimension_scores_near_one():
     values = _centred(factors)
     mu = torch.cat([values + 0.01 * torch.randn(n, 4, generator=g), torch.randn(n, 2, generator=g)], 1)
     sigma = torch.cat([torch.full((n, 4), 0.01), torch.ones(n, 2)], 1)
+    state = g.get_state()
     info = sampled_latent_factor_information(mu, sigma, factors, factor_names=NAMES, num_samples=1500, generator=g)
     mig = mutual_information_gap(info)
-    assert mig.score > 0.97, mig.gaps
+    _check_against_brute_force(info, mig, mu, sigma, factors, 1500, state)
+    assert 0.97 < mig.score <= 1.0 + 1e-9, mig.gaps
     assert mig.top == ("z0", "z1", "z2", "z3")
     # the copies carry (almost) all of each factor's entropy, log |v_j| on a full grid
     assert torch.allclose(info.factor_entropies, torch.log(torch.tensor(SIZES, dtype=torch.float64)))
@@ -54,9 +110,12 @@ def test_mixing_the_factors_scores_near_zero():
     hadamard = torch.tensor([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], dtype=torch.float32)
     mu = _centred(factors, sizes) @ hadamard.T / 2
     sigma = torch.full_like(mu, 0.05)
+    state = g.get_state()
     info = sampled_latent_factor_information(mu, sigma, factors, num_samples=1500, generator=g)
     assert torch.all(info.matrix > 0.05)  # informative, just not disentangled
-    assert mutual_information_gap(info).score < 0.05
+    mig = mutual_information_gap(info)
+    _check_against_brute_force(info, mig, mu, sigma, factors, 1500, state)
+    assert 0.0 <= mig.score < 0.05
     assert mutual_information_gap(histogram_latent_factor_information(mu, factors), clamp=False).score < 0.05
 
 
@@ -66,9 +125,12 @@ def test_ignoring_the_factors_scores_near_zero():
     n = len(factors)
     mu = torch.randn(n, 5, generator=g)
     sigma = torch.full((n, 5), 0.3)
+    state = g.get_state()
     info = sampled_latent_factor_information(mu, sigma, factors, num_samples=1500, generator=g)
     assert torch.all(info.matrix.abs() < 0.03)
-    assert mutual_information_gap(info).score < 0.03
+    mig = mutual_information_gap(info)
+    _check_against_brute_force(info, mig, mu, sigma, factors, 1500, state)
+    assert 0.0 <= mig.score < 0.03
 
 
 def test_two_value_factor_matches_numerical_integration():
@@ -180,6 +242,7 @@ def test_compute_mig_reports_both_variants():
     sigma = torch.cat([torch.full((n, 3), 0.01), torch.ones(n, 2)], 1)
     probs = torch.nn.functional.one_hot(factors[:, 0], 3).float()
     assert label_factors(factors, factors[:, 0]) == [0]
+    state = g.get_state()
     out = compute_mig(mu, sigma, factors, factor_names=NAMES, probs=probs, z_factors=NAMES[1:], num_samples=800,
                       generator=g)
     assert out["z_only"]["factors"] == list(NAMES[1:]) and "y" not in out["z_only"]["latents"]
@@ -189,6 +252,12 @@ def test_compute_mig_reports_both_variants():
     assert abs(out["with_y"]["gaps"]["shape"] - 1.0) < 0.02
     matrix = torch.tensor(out["mutual_information"]["nats"])
     assert matrix.shape == (6, 4)
+    ref = _brute_force_information(mu, sigma, factors, 800, state, probs=probs.double())
+    assert np.allclose(matrix.numpy(), ref, atol=2e-5)
+    for key, rows, cols in (("z_only", slice(0, 5), slice(1, 4)), ("with_y", slice(0, 6), slice(0, 4))):
+        score, gaps = _brute_force_mig(ref[rows, cols], factors[:, cols])
+        assert out[key]["score"] == pytest.approx(score, abs=2e-5)
+        assert list(out[key]["gaps"].values()) == pytest.approx(gaps, abs=2e-5)
     assert out["histogram"]["z_only"]["score"] > 0.9 and out["histogram"]["with_y"]["score"] > 0.9
 
 
