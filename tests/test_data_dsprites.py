@@ -432,3 +432,20 @@ def test_registered_dsprites_with_a_wrong_official_file(tmp_path):
     write_npz(path)  # a valid file for the tiny grid, the wrong shape for the real one
     with pytest.raises(DataError, match=r"latents_values is .* expected float \(737280, 6\)"):
         D.DSprites(path=str(path)).load()
+
+
+def test_unpacking_on_the_device_gives_the_numpy_unpacking():
+    """The GPU path (packed bytes on the device, unpacked by shifts there) equals numpy's unpackbits; on the
+    CPU the same code runs, so this holds it on any machine."""
+    from imae_kit.data.dsprites import DSpritesImages
+    from imae_kit.data.dsprites_grid import FactorGrid
+
+    grid = FactorGrid.full()
+    g = torch.Generator().manual_seed(0)
+    packed = torch.randint(0, 256, (len(grid), 512), generator=g, dtype=torch.uint8)
+    images = DSpritesImages(packed, grid)
+    index = torch.randint(0, len(grid), (37,), generator=g)
+    on_device = images.to_device(torch.device("cpu")).get_batch(index)
+    plain = images.get_batch(index)
+    assert on_device.x.dtype == torch.float32 and torch.equal(on_device.x, plain.x)
+    assert torch.equal(on_device.factors, plain.factors)

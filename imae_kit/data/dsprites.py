@@ -36,6 +36,9 @@ from imae_kit.params import bool_field, int_field, optional_str_field
 from imae_kit.registry import register_dataset
 
 
+_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)
+
+
 class DSpritesImages:
     """dSprites images kept bit-packed ([N, 512] uint8), unpacked per batch (ArrayDataset).
 
@@ -69,11 +72,23 @@ class DSpritesImages:
         rows = indices.to(torch.long) if self.indices is None else self.indices[indices]
         return DSpritesImages(self.packed, self.grid, rows)
 
+    def to_device(self, device: torch.device) -> "DSpritesImages":
+        """The same set with its packed images on ``device`` (360 MiB), unpacked there batch by batch."""
+        moved = DSpritesImages(self.packed, self.grid, self.indices)
+        moved.device_packed = self.packed.to(device)
+        return moved
+
+    device_packed: torch.Tensor | None = None
+
     def get_batch(self, index: torch.Tensor) -> Batch:
         """Pixels [B, 4096] float32 in {0, 1}; labels = shape class; factors [B, 5] class indices."""
         rows = index.to(torch.long) if self.indices is None else self.indices[index]
-        bits = np.unpackbits(self._packed_np[rows.numpy()], axis=1)  # [B, 4096] uint8, MSB first
-        x = torch.from_numpy(bits.astype(np.float32))
+        if self.device_packed is not None:  # unpack on the device: 8 shifts of the packed bytes, MSB first
+            packed = self.device_packed[rows.to(self.device_packed.device)]
+            x = ((packed.unsqueeze(2) >> _SHIFTS.to(packed.device)) & 1).reshape(len(rows), -1).float()
+        else:
+            bits = np.unpackbits(self._packed_np[rows.numpy()], axis=1)  # [B, 4096] uint8, MSB first
+            x = torch.from_numpy(bits.astype(np.float32))
         factors = self.grid.classes_of(rows)
         return Batch(x=x, labels=factors[:, 0].clone(), factors=factors)
 

@@ -6,13 +6,12 @@ has labels), I(x;y) of the subset, the active continuous dimensions, and the sam
 y (when it has ground-truth factors; Chen et al.'s estimator on the subset, ``train.eval_samples``
 samples). The model runs in eval mode under no_grad with its own random generator, so a run with these
 curves trains exactly as one without them. The numbers go into metrics.jsonl beside the terms (key
-``"eval"``); being on a subset with fewer samples, they are a curve to watch, not the final evaluation.
+``"eval"``; no wall times, so a resumed run logs exactly what an uninterrupted one does); being on a subset with fewer samples, they are a curve to watch, not the final evaluation.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
@@ -39,7 +38,6 @@ class TrainingMonitor:
 
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
         """The numbers of the model as it is now (model put in eval mode for the call, restored after)."""
-        start = time.perf_counter()
         g = torch.Generator().manual_seed(self.seed)
         enc = encode_dataset(model, self.dataset, batch_size=self.batch_size, indices=self.index)
         out: dict[str, Any] = {"points": len(enc)}
@@ -61,5 +59,4 @@ class TrainingMonitor:
             out["mig_z"] = mig["z_only"]["score"]
             out["mig_with_y"] = (mig.get("with_y") or {}).get("score")
             out["mig_histogram_z"] = mig["histogram"]["z_only"]["score"]
-        out["seconds"] = round(time.perf_counter() - start, 3)
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
