@@ -209,3 +209,16 @@ def test_toy_overrides_apply_to_every_recipe():
     for method, data in itertools.product(METHODS, DATASETS):
         r = load_recipe(RECIPES / f"{method}_{data}.toml", overrides=TOY_OVERRIDES)
         assert r.data.name == "toy_shapes" and r.model.encoder.params["hidden"] == [64]
+
+
+@pytest.mark.parametrize("data", ["dsprites", "mnist"])
+def test_beta_tcvae_recipes_differ_from_imae_only_in_objective_and_weight_tc_at_beta(data):
+    resolved = {m: dict(load_recipe(RECIPES / f"{m}_{data}.toml").resolved) for m in ("imae", "beta_tcvae")}
+    for m in resolved:
+        for key in ("objective", "name", "description", "plugins", "vars"):
+            resolved[m].pop(key, None)
+    assert resolved["beta_tcvae"] == resolved["imae"]
+    r = load_recipe(RECIPES / f"beta_tcvae_{data}.toml")
+    w = {t.name: t.weight.at(0) for t in r.objective.terms if not t.weight.always_zero}
+    assert w == {"reconstruction": 1.0, "posterior_kl": 1.0, "total_correlation": 5.0, "vat": 6.0}
+    assert [t.params for t in r.objective.terms if t.name == "total_correlation"] == [{"estimator": "mss"}]
