@@ -24,8 +24,10 @@ def mnist_networks(k1: int = 10, k2: int = 10, d: int = 784) -> tuple[nn.Sequent
     return enc, dec
 
 
-def _encode(enc: nn.Module, x: torch.Tensor, k1: int):
-    h = enc(x)
+def _encode(enc: nn.Module, x: torch.Tensor, k1: int, bf16: bool = False):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        h = enc(x)
+    h = h.float()
     mu, log_sigma, logits = h[:, :k1], h[:, k1:2 * k1], h[:, 2 * k1:]
     return mu, log_sigma.clamp(-9.0, 5.0).exp(), torch.log_softmax(logits, dim=-1)
 
@@ -39,15 +41,21 @@ def _log_normal(z, mu, sigma):
 
 
 def imae_loss(enc: nn.Module, dec: nn.Module, x: torch.Tensor, *, beta: float, gamma: float, k1: int,
-              temperature: float = 0.67, eps: float = 1.0, xi: float = 1e-6) -> tuple[torch.Tensor, dict]:
-    """The negated IMAE objective for one batch, and its parts: recon + beta (I - VAT) - beta KL - gamma TC."""
+              temperature: float = 0.67, eps: float = 1.0, xi: float = 1e-6,
+              bf16: bool = False) -> tuple[torch.Tensor, dict]:
+    """The negated IMAE objective for one batch, and its parts: recon + beta (I - VAT) - beta KL - gamma TC.
+
+    ``bf16``: the networks under CPU autocast (outputs back in fp32), VAT's probe in fp32 against an fp32
+    target, the final VAT pass in bf16, as imae-kit's ``train.precision = "bf16"`` does."""
     b = x.shape[0]
-    mu, sigma, log_p = _encode(enc, x, k1)
+    mu, sigma, log_p = _encode(enc, x, k1, bf16)
     z = mu + sigma * torch.empty(mu.shape).normal_()
     u = torch.rand(log_p.shape).clamp(min=torch.finfo(x.dtype).eps, max=1 - torch.finfo(x.dtype).eps)
     scores = (log_p - (-u.log()).log()) / temperature
     y = (scores - scores.logsumexp(-1, keepdim=True)).exp()
-    x_logits = dec(torch.cat([y, z], dim=-1))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x_logits = dec(torch.cat([y, z], dim=-1))
+    x_logits = x_logits.float()
     recon = -F.binary_cross_entropy_with_logits(x_logits, x, reduction="sum") / b
 
     p = log_p.exp()
@@ -59,16 +67,20 @@ def imae_loss(enc: nn.Module, dec: nn.Module, x: torch.Tensor, *, beta: float, g
     for m in bns:
         m.track_running_stats = False
     target = log_p.detach()
+    probe_target = target
+    if bf16:
+        with torch.no_grad():
+            probe_target = _encode(enc, x, k1)[2]
     d = torch.randn_like(x)
     d = d / d.abs().amax(1, keepdim=True)
     d = d / d.norm(dim=1, keepdim=True)
     probe = (xi * d).requires_grad_(True)
     with torch.enable_grad():
-        kl = _kl_categorical(target, _encode(enc, x + probe, k1)[2]).sum()
+        kl = _kl_categorical(probe_target, _encode(enc, x + probe, k1)[2]).sum()
         (grad,) = torch.autograd.grad(kl, probe)
     grad = grad / grad.abs().amax(1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     r_adv = eps * grad / grad.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    vat = _kl_categorical(target, _encode(enc, x + r_adv, k1)[2]).mean()
+    vat = _kl_categorical(target, _encode(enc, x + r_adv, k1, bf16)[2]).mean()
     for m in bns:
         m.track_running_stats = True
 
