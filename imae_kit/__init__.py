@@ -7,7 +7,7 @@ registration decorators, and ``Step`` with its parts for term authors.
 from typing import Any
 
 from imae_kit.errors import ImaeKitError
-from imae_kit.registry import register_dataset, register_network, register_term
+from imae_kit.registry import register_dataset, register_metric, register_network, register_term
 from imae_kit.step import Posterior, Samples, Step
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "load_recipe",
     "load_run",
     "register_dataset",
+    "register_metric",
     "register_network",
     "register_term",
     "train",

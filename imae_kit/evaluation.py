@@ -1,43 +1,36 @@
-"""Evaluate a trained model: the paper's measurements as eval.json, figures/*.png and report.md.
+"""Evaluate a trained model: its metrics as eval.json, figures/*.png and report.md.
 
-``evaluate(model, splits, out_dir=...)`` encodes the evaluation split once and computes, from those tensors,
-every number of ../shared/PAPER.md "Experiments to reproduce" that applies to the data: unsupervised accuracy
-(if labels), I(x;y), per-dimension information with the bounds of Prop. 1, total correlation, reconstruction
-error and posterior KLs, and (if factors) both MIGs over the MIG split. Settings come from a recipe's [eval]
-table (``EvalSettings``, in ``imae_kit.metrics.settings``); the report and the headline table are
-``imae_kit.report``'s.
+``evaluate(model, splits, out_dir=...)`` encodes the evaluation split once and runs the recipe's
+``[eval] metrics`` over those tensors, in order (``imae_kit.metrics.base``: each a registered metric with a
+typed result). The defaults are every number of ../shared/PAPER.md "Experiments to reproduce" that applies to
+the data: unsupervised accuracy (if labels), I(x;y), per-dimension information with the bounds of Prop. 1,
+total correlation, reconstruction error and posterior KLs, and (if factors) both MIGs over the MIG split.
+Settings come from a recipe's [eval] table (``EvalSettings``, in ``imae_kit.metrics.settings``); the report
+and the headline table are ``imae_kit.report``'s.
 """
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import attrs
+import numpy as np
 import torch
 
 from imae_kit import figures
 from imae_kit.data.base import DataSplits
-from imae_kit.metrics.accuracy import cluster_accuracy
-from imae_kit.metrics.encodings import Encodings, encode_dataset, posterior_kls
-from imae_kit.metrics.information import (ESTIMATOR_NOTE, aggregate_entropies, continuous_information,
-                                          discrete_information, gaussian_bounds, informativeness_order,
-                                          subset_indices)
-from imae_kit.metrics.mig import compute_mig, label_factors
+from imae_kit.errors import RecipeError
+from imae_kit.metrics.base import FigureRequest, MetricContext, MetricResult, missing_needs
+from imae_kit.metrics.encodings import Encodings, encode_dataset
+from imae_kit.metrics.information import subset_indices
+from imae_kit.metrics.measures import AccuracyResult, ContinuousResult
 from imae_kit.metrics.settings import EvalSettings
-from imae_kit.metrics.total_correlation import total_correlation_from
 from imae_kit.report import write_report
 from imae_kit.runs import FIGURES_DIR
 
-__all__ = ["evaluate"]
-
-
-def _class_names(dataset) -> list[str] | None:
-    names = getattr(dataset, "class_names", None)
-    return [str(n) for n in names] if names else None
+__all__ = ["check_metrics", "evaluate"]
 
 
 def _category_labels(mapping: list[int] | None, class_names: list[str] | None) -> list[str] | None:
@@ -57,25 +50,30 @@ def _timed(timings: dict, key: str):
     return _T()
 
 
-def _mig_encodings(model, splits: DataSplits, settings: EvalSettings, test_enc: Encodings, test_all: bool,
-                   generator: torch.Generator, progress: bool) -> Encodings | None:
-    dataset = splits.train if settings.mig_split == "train" else splits.test
-    if not getattr(dataset, "factor_names", ()):
-        return None
-    every_point = settings.mig_max_points == 0 or settings.mig_max_points >= len(dataset)
-    if dataset is splits.test and test_all and every_point and test_enc.factors is not None:
-        return test_enc  # e.g. dSprites, whose evaluation set is its training set: encode it once
-    idx = subset_indices(len(dataset), settings.mig_max_points, generator)
-    return encode_dataset(model, dataset, batch_size=settings.batch_size, indices=idx, progress=progress,
-                          description=f"encoding {settings.mig_split} split for the MIG")
+def check_metrics(settings: EvalSettings, splits: DataSplits) -> None:
+    """Refuse, before anything is computed or written, a metric that [eval] metrics names explicitly and the data
+    set cannot serve (no labels, or no ground-truth factors on the factor split): a RecipeError, exit 2. The
+    defaults skip such metrics silently."""
+    if not settings.explicit:
+        return
+    for request in settings.requests():
+        missing = missing_needs(request.metric, splits, settings)
+        if missing:
+            what = " and ".join("class labels" if m == "labels" else "ground-truth factors" for m in missing)
+            where = f"its {settings.mig_split} split" if "factors" in missing else "its evaluation split"
+            raise RecipeError(f"[eval] metrics asks for {request.label!r}, which needs {what}, but the data set "
+                              f"({splits.description}) has none on {where}; drop {request.label!r} from [eval] "
+                              f"metrics (the default metrics skip it)")
 
 
 def evaluate(model, splits: DataSplits, *, out_dir: str | Path, settings: EvalSettings | None = None,
              metrics_path: str | Path | None = None, progress: bool = True, recipe_line: str | None = None,
              train_seconds: float | None = None) -> dict[str, Any]:
-    """Compute every measurement, write out_dir/eval.json, out_dir/figures/*.png and out_dir/report.md,
-    and return the eval.json dict. The model is evaluated in eval mode under torch.no_grad."""
+    """Run every metric, write out_dir/eval.json, out_dir/figures/*.png and out_dir/report.md, and return the
+    eval.json dict. The model is evaluated in eval mode under torch.no_grad. A metric named in [eval] metrics
+    that the data cannot serve is refused first (``check_metrics``), with nothing written."""
     settings = settings or EvalSettings()
+    check_metrics(settings, splits)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -99,143 +97,91 @@ def evaluate(model, splits: DataSplits, *, out_dir: str | Path, settings: EvalSe
 def _evaluate(model, splits: DataSplits, out_dir: Path, settings: EvalSettings, metrics_path, progress: bool,
               gen: torch.Generator, timings: dict) -> dict[str, Any]:
     test = splits.test
-    k1, k2 = model.latent_continuous, model.latent_discrete
     with _timed(timings, "encode"):
         idx = subset_indices(len(test), settings.max_points, gen)
         enc = encode_dataset(model, test, batch_size=settings.batch_size, indices=idx, reconstruction=True,
                              generator=gen, progress=progress, description="encoding the evaluation split")
     out: dict[str, Any] = {
-        "settings": attrs.asdict(settings),
+        "settings": settings.as_json(),
         "data": {"description": splits.description, "split": "test", "points": len(enc),
                  "split_size": len(test), "image_shape": list(test.image_shape)},
-        "model": {"latent_continuous": k1, "latent_discrete": k2, "temperature": model.temperature},
+        "model": {"latent_continuous": model.latent_continuous, "latent_discrete": model.latent_discrete,
+                  "temperature": model.temperature},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads()},
     }
+    context = MetricContext(model=model, splits=splits, settings=settings, encodings=enc, generator=gen,
+                            progress=progress, timings=timings)
+    names: dict[str, str] = {}
+    for request in settings.requests():
+        names[request.label] = request.name
+        skipped = (request.name == "mig" and not settings.mig) or missing_needs(request.metric, splits, settings)
+        result = None
+        if not skipped:
+            context.label = request.label
+            with _timed(timings, request.label):
+                result = request.metric(context)
+        if result is not None:
+            context.results[request.label] = result
+        out[request.label] = None if result is None else result.to_json()
+    out["metrics"] = names
 
-    # -- the discrete code
-    with _timed(timings, "discrete"):
-        di = discrete_information(enc.probs)
-        out["discrete"] = {
-            "mutual_information": di.mutual_information, "entropy": di.entropy,
-            "conditional_entropy": di.conditional_entropy, "log_k": math.log(k2),
-            "category_frequencies": di.marginal.tolist(),
-        }
-        class_names = _class_names(test)
-        mapping = None
-        if enc.labels is not None:
-            num_classes = test.num_classes or int(enc.labels.max()) + 1
-            ca = cluster_accuracy(enc.predicted, enc.labels, k2, num_classes)
-            mapping = ca.mapping
-            out["accuracy"] = {"accuracy": ca.accuracy, "nmi": ca.nmi, "matching": ca.mapping,
-                               "confusion": ca.confusion.tolist(), "class_names": class_names}
-        else:
-            out["accuracy"] = None
-
-    # -- the continuous code: Prop. 1 bounds, I(x;z_k), total correlation
-    with _timed(timings, "continuous"):
-        bounds = gaussian_bounds(enc.mu, enc.sigma)
-        ent = aggregate_entropies(enc.mu, enc.sigma, num_samples=settings.entropy_samples,
-                                  mixture_size=settings.mixture_size, generator=gen,
-                                  chunk_elements=settings.chunk_elements, kernel=settings.mixture_kernel, joint=True,
-                                  progress=progress)
-        ci = continuous_information(ent)
-        tc = total_correlation_from(ent)
-        order = informativeness_order(ci.per_dimension)
-        out["continuous"] = {
-            "dimensions": [
-                {"index": i, "mutual_information": float(ci.per_dimension[i]),
-                 "lower_bound": float(bounds.lower[i]), "upper_bound": float(bounds.upper[i]),
-                 "mean_posterior_variance": float(bounds.mean_posterior_variance[i]),
-                 "variance_of_means": float(bounds.variance_of_means[i]),
-                 "entropy": float(ent.marginal[i]), "conditional_entropy": float(ent.conditional[i])}
-                for i in range(k1)],
-            "order": order,
-            "mutual_information_sum": ci.total,
-            "mutual_information_joint": ci.joint,
-            "lower_bound_sum": float(bounds.lower.sum()),
-            "upper_bound_sum": float(bounds.upper.sum()),
-            "samples": ent.samples, "mixture_size": ent.mixture_size, "kernel": ent.kernel,
-            "estimator": ESTIMATOR_NOTE,
-        }
-        out["total_correlation"] = {
-            "value": tc.value, "joint_entropy": tc.joint_entropy,
-            "sum_of_marginal_entropies": float(tc.marginal_entropies.sum()),
-            "samples": tc.samples, "mixture_size": tc.mixture_size,
-            "estimator": "sum_k H(z_k) - H(z), both from the same samples; see continuous.estimator",
-        }
-
-    # -- reconstruction and posterior KLs
-    kl_z, kl_y = posterior_kls(enc.mu, enc.sigma, enc.probs, settings.prior_scale)
-    out["reconstruction"] = {
-        "nll_sampled": float(enc.nll_sampled.double().mean()),
-        "nll_mean_code": float(enc.nll_mean_code.double().mean()),
-        "kl_z": kl_z, "kl_y": kl_y, "prior_scale": settings.prior_scale,
-        "note": ("nats per image under the Bernoulli decoder: nll_sampled draws (y, z) as in training "
-                 "(reparameterised z, Gumbel-softmax y at the model's temperature); nll_mean_code decodes the "
-                 "one-hot argmax y and the mean z. kl_z = KL(p(z|x)||N(0, s^2 I)), kl_y = KL(p(y|x)||uniform)."),
-    }
-
-    # -- disentanglement
-    out["mig"] = None
-    if settings.mig:
-        with _timed(timings, "mig_encode"):
-            test_all = settings.max_points == 0 or settings.max_points >= len(test)
-            menc = _mig_encodings(model, splits, settings, enc, test_all, gen, progress)
-        if menc is not None and menc.factors is not None:
-            mig_set = splits.train if settings.mig_split == "train" else splits.test
-            names = tuple(mig_set.factor_names)
-            excluded = label_factors(menc.factors, menc.labels)
-            z_factors = tuple(n for j, n in enumerate(names) if j not in excluded) or names
-            with _timed(timings, "mig"):
-                mig = compute_mig(menc.mu, menc.sigma, menc.factors, factor_names=names, probs=menc.probs,
-                                  z_factors=z_factors, num_samples=settings.mig_samples,
-                                  bins=settings.histogram_bins, generator=gen,
-                                  chunk_elements=settings.chunk_elements, kernel=settings.mixture_kernel,
-                                  progress=progress)
-            mig["split"] = settings.mig_split
-            mig["excluded_from_z_only"] = [names[j] for j in excluded]
-            out["mig"] = mig
-
-    # -- figures
     out["figures"] = {}
     if settings.figures:
         with _timed(timings, "figures"):
-            out["figures"] = _draw(model, test, enc, out, out_dir / FIGURES_DIR, settings, metrics_path, mapping,
-                                   class_names, gen)
+            out["figures"] = _draw(model, test, enc, context.results, names, out_dir / FIGURES_DIR, settings,
+                                   metrics_path, gen)
     return out
 
 
-def _draw(model, test, enc: Encodings, out: dict, fig_dir: Path, settings: EvalSettings, metrics_path,
-          mapping, class_names, gen) -> dict[str, str]:
+def _first(results: dict[str, MetricResult], kind: type) -> Any:
+    return next((r for r in results.values() if isinstance(r, kind)), None)
+
+
+def _draw(model, test, enc: Encodings, results: dict[str, MetricResult], names: dict[str, str], fig_dir: Path,
+          settings: EvalSettings, metrics_path, gen) -> dict[str, str]:
     made: dict[str, Path | None] = {}
-    labels = _category_labels(mapping, class_names)
-    cont = out["continuous"]
-    per_dim = torch.tensor([d["mutual_information"] for d in cont["dimensions"]])
+    accuracy, continuous = _first(results, AccuracyResult), _first(results, ContinuousResult)
+    labels = _category_labels(accuracy.matching if accuracy else None, accuracy.class_names if accuracy else None)
+    k1 = enc.mu.shape[1]
+    order = continuous.order if continuous else list(range(k1))
+    informativeness = continuous.column("mutual_information") if continuous else None
     made["traversals"] = figures.traversal_figure(
-        model, test, enc.probs, enc.mu, enc.index, fig_dir / "traversals.png", order=cont["order"],
-        informativeness=per_dim.tolist(), steps=settings.traversal_steps, span=settings.traversal_span,
+        model, test, enc.probs, enc.mu, enc.index, fig_dir / "traversals.png", order=order,
+        informativeness=informativeness, steps=settings.traversal_steps, span=settings.traversal_span,
         max_dims=settings.traversal_dims, category_labels=labels)
     made["prototypes"] = figures.prototype_figure(model, test, enc.probs, enc.mu, enc.index,
                                                   fig_dir / "prototypes.png", category_labels=labels)
     pick = torch.randperm(len(enc), generator=gen)[:settings.reconstruction_images].sort().values
     made["reconstructions"] = figures.reconstruction_figure(model, test, enc.index[pick],
                                                             fig_dir / "reconstructions.png")
-    dims = cont["dimensions"]
-    made["information"] = figures.information_figure(
-        per_dim, torch.tensor([d["lower_bound"] for d in dims]), torch.tensor([d["upper_bound"] for d in dims]),
-        torch.tensor([d["mean_posterior_variance"] for d in dims]),
-        torch.tensor([d["variance_of_means"] for d in dims]),
-        fig_dir / "information.png", discrete_information=out["discrete"]["mutual_information"],
-        log_k=out["discrete"]["log_k"])
-    if out.get("accuracy"):
-        acc = out["accuracy"]
-        made["confusion"] = figures.confusion_figure(torch.tensor(acc["confusion"]), acc["matching"],
-                                                     fig_dir / "confusion.png", class_names=class_names,
-                                                     accuracy=acc["accuracy"])
-    if out.get("mig"):
-        made["mig_matrix"] = figures.mig_matrix_figure(out["mig"], fig_dir / "mig_matrix.png")
+    for label, result in results.items():
+        for request in result.figures(results):
+            key = request.name if label == names[label] else f"{label}_{request.name}"
+            made[key] = draw_figure(request, fig_dir / f"{key}.png")
     if metrics_path is not None and Path(metrics_path).exists():
         made["training_curves"] = figures.training_curves_figure(Path(metrics_path),
                                                                  fig_dir / "training_curves.png")
     return {k: f"{FIGURES_DIR}/{Path(v).name}" for k, v in made.items() if v is not None}
+
+
+def draw_figure(request: FigureRequest, path: Path) -> Path | None:
+    """Draw one figure a metric result asked for, by its kind."""
+    d = request.data
+    if request.kind == "information":
+        return figures.information_figure(
+            torch.tensor(d["per_dimension"]), torch.tensor(d["lower"]), torch.tensor(d["upper"]),
+            torch.tensor(d["mean_posterior_variance"]), torch.tensor(d["variance_of_means"]), path,
+            discrete_information=d.get("discrete_information"), log_k=d.get("log_k"))
+    if request.kind == "confusion":
+        return figures.confusion_figure(torch.tensor(d["confusion"]), d["matching"], path,
+                                        class_names=d.get("class_names"), accuracy=d.get("accuracy"))
+    if request.kind == "mig_matrix":
+        return figures.mig_matrix_figure(d["mig"], path)
+    if request.kind == "matrix":
+        return figures.matrix_figure(np.asarray(d["matrix"], dtype=float), d["rows"], d["columns"], path,
+                                     title=d.get("title", request.caption), vmax=d.get("vmax"))
+    if request.kind == "custom" and request.draw is not None:
+        return request.draw(path)
+    raise ValueError(f"figure {request.name!r}: unknown kind {request.kind!r} (information, confusion, mig_matrix, "
+                     f"matrix, or custom with a draw function)")

@@ -1,9 +1,9 @@
-"""One registry for objective terms, network bodies and data sets.
+"""One registry for objective terms, evaluation metrics, network bodies and data sets.
 
 Built-in entries register themselves exactly as a third party would: with a decorator on an
 attrs class whose fields are the entry's parameters. Third-party entries arrive through the
-entry-point groups ``imae_kit.terms``, ``imae_kit.networks`` and ``imae_kit.datasets``, or through
-a recipe's ``plugins = ["path/to/file.py"]`` list, loaded by path.
+entry-point groups ``imae_kit.terms``, ``imae_kit.metrics``, ``imae_kit.networks`` and
+``imae_kit.datasets``, or through a recipe's ``plugins = ["path/to/file.py"]`` list, loaded by path.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import attrs
 from imae_kit.errors import PluginError, RecipeError
 from imae_kit.params import first_conversion_error
 
-KINDS = ("term", "network", "dataset")
-ENTRY_POINT_GROUPS = {"term": "imae_kit.terms", "network": "imae_kit.networks", "dataset": "imae_kit.datasets"}
+KINDS = ("term", "metric", "network", "dataset")
+ENTRY_POINT_GROUPS = {"term": "imae_kit.terms", "metric": "imae_kit.metrics", "network": "imae_kit.networks",
+                      "dataset": "imae_kit.datasets"}
+METRIC_NEEDS = ("labels", "factors")
 
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 _ENTRY_POINTS_LOADED = False
@@ -71,6 +73,25 @@ def register_term(name: str) -> Callable[[T], T]:
     return decorator
 
 
+def register_metric(name: str) -> Callable[[T], T]:
+    """Register an evaluation metric: an attrs class with ``__call__(context) -> result``, a class attribute
+    ``result_type`` (the result's class, which reads its eval.json block back) and optionally ``needs``, a
+    tuple of "labels" and "factors" (what the data set must have)."""
+    def decorator(cls: T) -> T:
+        if not any("__call__" in vars(c) for c in cls.__mro__[:-1]):
+            raise PluginError(f"metric {name!r} ({_qualname(cls)}) must define __call__(self, context) -> result")
+        if not isinstance(getattr(cls, "result_type", None), type):
+            raise PluginError(f"metric {name!r} ({_qualname(cls)}) must declare result_type = <its result class> "
+                              "as a class attribute")
+        needs = getattr(cls, "needs", ())
+        if not isinstance(needs, tuple) or any(n not in METRIC_NEEDS for n in needs):
+            raise PluginError(f"metric {name!r} ({_qualname(cls)}): needs must be a tuple of {list(METRIC_NEEDS)}, "
+                              f"got {needs!r}")
+        return _register("metric", name)(cls)
+
+    return decorator
+
+
 def register_network(name: str) -> Callable[[T], T]:
     """Register a network body: an attrs class with ``build(in_features) -> (nn.Module, out_features)``."""
     return _register("network", name)
@@ -88,8 +109,8 @@ def _qualname(cls: type) -> str:
 def ensure_loaded() -> None:
     """Import every installed entry point (once): imae-kit's own built-ins arrive this way too.
 
-    imae-kit's pyproject.toml points the groups at ``imae_kit.terms``, ``imae_kit.networks`` and
-    ``imae_kit.data``, whose imports register the built-in entries; the registry imports none of them
+    imae-kit's pyproject.toml points the groups at ``imae_kit.terms``, ``imae_kit.metrics``,
+    ``imae_kit.networks`` and ``imae_kit.data``, whose imports register the built-in entries; the registry imports none of them
     by name."""
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:

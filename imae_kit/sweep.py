@@ -54,6 +54,10 @@ SHORT_NAMES = {
     "reconstruction NLL nats/image": "NLL",
     "MIG z (sampled, Chen et al.)": "MIG z",
     "MIG z and y (sampled)": "MIG z,y",
+    "FactorVAE score (Kim & Mnih)": "FactorVAE",
+    "DCI disentanglement": "DCI D",
+    "SAP score (Kumar et al.)": "SAP",
+    "modularity (Ridgeway & Mozer)": "modularity",
 }
 
 

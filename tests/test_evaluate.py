@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 
 from imae_kit.data.base import DataSplits, TensorImages
 from imae_kit.data.toy import ToyShapes
+from imae_kit.errors import RecipeError
 from imae_kit.evaluation import evaluate
 from imae_kit.metrics.settings import EvalSettings
 from imae_kit.report import headline, report_markdown
@@ -396,3 +399,127 @@ def test_pinned_migs(pinned, toy):
     _check_gap_block(h["z_only"], _gap_block({f: {k: v for k, v in hist[f].items() if k != "y"} for f in z_only},
                                              {f: entropies[f] for f in z_only}, clamp=False), atol=1e-9)
     _check_gap_block(h["with_y"], _gap_block(hist, entropies, clamp=False), atol=1e-9)
+
+
+# -- [eval] metrics: the registry route, validation, and metrics the data cannot serve ----------------------
+
+NO_FACTORS_PLUGIN = '''
+import attrs
+from imae_kit import register_dataset
+from imae_kit.data.base import DataSplits, TensorImages
+from imae_kit.data.toy import render_toy
+
+@register_dataset("toy_no_factors")
+@attrs.frozen
+class ToyNoFactors:
+    """The toy glyphs with their labels but no ground-truth factors (as MNIST)."""
+    def load(self):
+        images, factors = render_toy()
+        data = TensorImages(images=images, labels=factors[:, 0], num_classes=3)
+        return DataSplits(train=data, test=data, description="toy glyphs without factors")
+'''
+
+
+@pytest.fixture(scope="module")
+def no_factors_plugin(tmp_path_factory) -> Path:
+    """One file for the whole module: a plugin registers its entries once per path."""
+    path = tmp_path_factory.mktemp("plugins") / "no_factors.py"
+    path.write_text(NO_FACTORS_PLUGIN)
+    return path
+
+
+def _recipe_with_eval(tmp_path, plugin: Path, eval_text: str, data: str = "toy_shapes") -> Path:
+    from conftest import MINIMAL_RECIPE
+
+    text = MINIMAL_RECIPE.replace('description = "a small recipe for tests"',
+                                  f'description = "a small recipe for tests"\nplugins = ["{plugin}"]')
+    text = text.replace('name = "toy_shapes"', f'name = "{data}"') + "\n[eval]\n" + eval_text + "\n"
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_metrics_are_the_paper_measurements_and_keep_every_key(bn_model_result):
+    _, _, ev = bn_model_result
+    from imae_kit.metrics.settings import DEFAULT_METRICS
+
+    assert list(ev["metrics"]) == list(DEFAULT_METRICS) and ev["settings"]["metrics"] is None
+    for key in ("settings", "data", "model", "environment", "discrete", "accuracy", "continuous",
+                "total_correlation", "reconstruction", "mig", "figures", "timings", "train_seconds", "recipe_line"):
+        assert key in ev, key
+
+
+def test_metrics_run_in_the_order_listed_with_their_params(toy, tmp_path):
+    settings = EvalSettings(**FAST, metrics=["discrete", {"name": "factor_vae", "label": "fvae_small",
+                                                           "params": {"train_votes": 50, "eval_votes": 20}}])
+    ev = evaluate(small_model(), toy, out_dir=tmp_path, settings=settings, progress=False)
+    assert ev["metrics"] == {"discrete": "discrete", "fvae_small": "factor_vae"}
+    assert "continuous" not in ev and "mig" not in ev
+    assert sum(map(sum, ev["fvae_small"]["votes"])) == 50
+    assert ev["settings"]["metrics"][1] == {"name": "factor_vae", "label": "fvae_small",
+                                            "params": {"train_votes": 50, "eval_votes": 20}}
+    assert [n for n, _ in headline(ev)] == ["I(x;y) nats", "H(y) nats", "H(y|x) nats",
+                                            "FactorVAE score (Kim & Mnih)", "evaluation seconds"]
+
+
+@pytest.mark.parametrize("metrics, expected", [
+    (["dcii"], "unknown metric 'dcii'; did you mean 'dci'?"),
+    ([{"name": "sap", "params": {"train_pionts": 5}}], "has no parameter 'train_pionts'; did you mean 'train_points'?"),
+    ([{"name": "sap", "params": {"classifier": "svm"}}], "must be one of ['thresholds', 'linear_svc']"),
+    (["mig", "mig"], "two metrics are labelled 'mig'"),
+    ([{"name": "dci", "label": "figures"}], "cannot be labelled 'figures'"),
+    ([3], "metric name or a table"),
+])
+def test_bad_metric_requests_are_refused(metrics, expected):
+    with pytest.raises((TypeError, ValueError), match=re.escape(expected)):
+        EvalSettings(metrics=metrics)
+
+
+def test_unknown_metric_in_a_recipe_is_a_placed_error_with_exit_2_and_nothing_written(tmp_path, no_factors_plugin):
+    from conftest import invoke_cli
+
+    recipe = _recipe_with_eval(tmp_path, no_factors_plugin, 'metrics = ["accuracy", "dcii"]')
+    result = invoke_cli("run", recipe, "--out", tmp_path / "out", "-q")
+    assert result.exit_code == 2, result.output
+    assert "recipe.toml: [eval]" in result.output and "'metrics'" in result.output
+    assert "unknown metric 'dcii'; did you mean 'dci'?" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_mig_false_contradicting_an_explicit_mig_is_refused():
+    with pytest.raises(ValueError, match="'mig' = false but 'metrics' lists"):
+        EvalSettings(mig=False, metrics=["mig"])
+    assert EvalSettings(mig=False).requests()[-1].name == "mig"   # the default keeps its (null) block
+
+
+def test_a_factor_metric_asked_for_on_data_without_factors_is_refused(tmp_path, no_factors_plugin):
+    from conftest import invoke_cli
+
+    recipe = _recipe_with_eval(tmp_path, no_factors_plugin, 'metrics = ["accuracy", { name = "dci", params = { trees = 5 } }]',
+                               data="toy_no_factors")
+    trained = invoke_cli("run", recipe, "--out", tmp_path / "run", "--steps", "3", "--no-eval", "-q")
+    assert trained.exit_code == 0, trained.output
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    result = invoke_cli("eval", tmp_path / "run", "-q")
+    assert result.exit_code == 2, result.output
+    assert "[eval] metrics asks for 'dci', which needs ground-truth factors" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before   # no eval.json, report.md, figures/
+    # the defaults skip the factor metrics silently on the same data
+    (tmp_path / "run" / "recipe.toml").write_text(
+        (tmp_path / "run" / "recipe.toml").read_text().replace("[eval]", "[eval_unused]").split("[eval_unused]")[0])
+    ok = invoke_cli("eval", tmp_path / "run", "-q")
+    assert ok.exit_code == 0, ok.output
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert ev["mig"] is None and ev["accuracy"] is not None
+
+
+def test_evaluate_refuses_before_writing_anything(tmp_path):
+    images = torch.rand(30, 12, 12) > 0.5
+    data = TensorImages(images=images)
+    splits = DataSplits(train=data, test=data, description="random pixels")
+    with pytest.raises(RecipeError, match="needs class labels"):
+        evaluate(small_model(), splits, out_dir=tmp_path / "ev", settings=EvalSettings(metrics=["accuracy"]),
+                 progress=False)
+    assert not (tmp_path / "ev").exists()

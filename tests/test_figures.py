@@ -100,3 +100,17 @@ def test_training_curves_skip_torn_lines_and_empty_files(tmp_path):
     assert len(figures.read_metrics(tmp_path / "metrics.jsonl")) == 3
     (tmp_path / "empty.jsonl").write_text("")
     assert figures.training_curves_figure(tmp_path / "empty.jsonl", tmp_path / "x.png") is None
+
+
+def test_a_metric_matrix_figure_has_its_layout_size(tmp_path):
+    from imae_kit.evaluation import draw_figure
+    from imae_kit.metrics import FigureRequest
+
+    request = FigureRequest("m", "a matrix", "matrix", {"matrix": [[0.1, 0.9, 0.0]] * 5, "rows": list("abcde"),
+                                                       "columns": ["x", "y", "z"], "title": "t"})
+    path = draw_figure(request, tmp_path / "m.png")
+    with Image.open(path) as img:
+        assert img.size == figures.matrix_figure_size(5, 3) == (96 * 3 + 200, 44 * 5 + 150)
+        assert np.asarray(img.convert("L"), dtype=np.float32).std() > 5
+    with pytest.raises(ValueError, match="unknown kind"):
+        draw_figure(FigureRequest("n", "?", "pie"), tmp_path / "n.png")

@@ -57,6 +57,11 @@ def mig_figure_size(latents: int, factors: int) -> tuple[int, int]:
     return 2 * (96 * factors + 150) + 120, 44 * latents + 200
 
 
+def matrix_figure_size(rows: int, columns: int) -> tuple[int, int]:
+    """(width, height) in pixels of one labelled heat map of ``rows`` x ``columns`` cells."""
+    return 96 * columns + 200, 44 * rows + 150
+
+
 def confusion_figure_size(categories: int, classes: int) -> tuple[int, int]:
     """(width, height) in pixels of the confusion matrix heat map."""
     return max(520, 52 * classes + 260), max(440, 44 * categories + 180)

@@ -1,5 +1,5 @@
 """Plots of an evaluation: the information picture (PAPER.md Figure 2(a)), training curves, the MIG matrix,
-the confusion matrix; and the median-and-band figure of a sweep."""
+the confusion matrix, a metric's matrix (``matrix_figure``); and the median-and-band figure of a sweep."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from imae_kit.figures.layout import (confusion_figure_size, curves_figure_size, information_figure_size,
-                                     mig_figure_size, new_figure, save_figure)
+                                     matrix_figure_size, mig_figure_size, new_figure, save_figure)
 
 
 def information_figure(per_dimension: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
@@ -157,6 +157,22 @@ def mig_matrix_figure(mig: dict, path: Path) -> Path:
         norm = np.divide(m, h[None], out=np.zeros_like(m), where=h[None] > 0)
         im = _heat(ax, norm, info["latents"], info["factors"], title)
     cax = fig.add_axes((0.92, 0.2, 0.015, 0.6))
+    fig.colorbar(im, cax=cax)
+    return save_figure(fig, path)
+
+
+def matrix_figure(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], path: Path, *, title: str,
+                  vmax: float | None = None) -> Path:
+    """One heat map of ``matrix`` [rows, columns] with its values written in (bold: the largest of each column),
+    e.g. a metric's importance or information matrix; colours from 0 to ``vmax`` (default the largest value)."""
+    m = np.clip(np.asarray(matrix, dtype=float), 0, None)
+    top = float(vmax) if vmax else max(float(m.max()) if m.size else 0.0, 1e-12)
+    size = matrix_figure_size(len(rows), len(columns))
+    fig = new_figure(size)
+    ax = fig.add_axes((110 / size[0], 70 / size[1], 1 - 200 / size[0], 1 - 150 / size[1]))
+    im = _heat(ax, m, rows, columns, "", vmax=top)
+    fig.suptitle(title, fontsize=11)
+    cax = fig.add_axes((1 - 70 / size[0], 0.2, 0.015, 0.6))
     fig.colorbar(im, cax=cax)
     return save_figure(fig, path)
 
