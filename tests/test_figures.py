@@ -114,3 +114,22 @@ def test_a_metric_matrix_figure_has_its_layout_size(tmp_path):
         assert np.asarray(img.convert("L"), dtype=np.float32).std() > 5
     with pytest.raises(ValueError, match="unknown kind"):
         draw_figure(FigureRequest("n", "?", "pie"), tmp_path / "n.png")
+
+
+def test_training_curves_draw_the_eval_curves_when_the_run_has_them(tmp_path):
+    """Records with an "eval" block (train.eval_every) add one panel per evaluation number: a taller figure."""
+    import json
+
+    from PIL import Image
+
+    from imae_kit.figures.plots import training_curves_figure
+
+    rec = {"step": 1, "loss": 2.0, "terms": {"reconstruction": {"value": -2.0, "weight": 1.0, "sense": "maximize"}}}
+    plain, watched = tmp_path / "plain.jsonl", tmp_path / "watched.jsonl"
+    plain.write_text("".join(json.dumps({**rec, "step": s}) + "\n" for s in (1, 2, 3)))
+    watched.write_text("".join(json.dumps({**rec, "step": s, "eval": {"accuracy": 0.1 * s, "mig_z": 0.01 * s,
+                                                                      "mutual_information_y": 1.0}}) + "\n"
+                               for s in (1, 2, 3)))
+    a = Image.open(training_curves_figure(plain, tmp_path / "a.png"))
+    b = Image.open(training_curves_figure(watched, tmp_path / "b.png"))
+    assert b.size[1] > a.size[1] and b.size[0] == a.size[0]

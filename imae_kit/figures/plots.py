@@ -59,7 +59,7 @@ def information_figure(per_dimension: torch.Tensor, lower: torch.Tensor, upper: 
 def read_metrics(metrics_path: Path) -> list[dict]:
     """The complete JSON lines of a metrics.jsonl (a torn or unreadable line is skipped)."""
     records = []
-    for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
+    for line in Path(metrics_path).read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
@@ -77,6 +77,10 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+EVAL_CURVES = {"accuracy": "accuracy of y", "mutual_information_y": "I(x;y)", "active_dimensions": "active z_k",
+               "mig_z": "MIG z (sampled)", "mig_with_y": "MIG with y (sampled)"}
+
+
 def training_curves_figure(metrics_path: Path, path: Path) -> Path | None:
     """The loss and every term's raw value against the step, from metrics.jsonl; None if it has no records."""
     records = read_metrics(metrics_path)
@@ -87,18 +91,26 @@ def training_curves_figure(metrics_path: Path, path: Path) -> Path | None:
         for name in rec.get("terms", {}):
             if name not in terms:
                 terms.append(name)
-    panels = ["loss"] + terms
+    watched = [k for k in EVAL_CURVES if any(isinstance((r.get("eval") or {}).get(k), (int, float)) for r in records)]
+    panels = ["loss"] + terms + [f"eval:{k}" for k in watched]
     fig = new_figure(curves_figure_size(len(panels)))
     nrows = math.ceil(len(panels) / 3)
     axes = fig.subplots(nrows, 3, squeeze=False)
     height = curves_figure_size(len(panels))[1]
     fig.subplots_adjust(left=0.07, right=0.98, top=1 - 75 / height, bottom=50 / height, hspace=0.5, wspace=0.28)
-    fig.suptitle("Training curves: loss and each term's raw value (nats)", fontsize=12, y=1 - 12 / height,
-                 va="top")
+    title = "Training curves: loss and each term's raw value (nats)"
+    if watched:
+        title += "; evaluation on a fixed subset (train.eval_every)"
+    fig.suptitle(title, fontsize=12, y=1 - 12 / height, va="top")
     for ax, name in zip(axes.ravel(), panels):
         if name == "loss":
             pts = [(r["step"], r["loss"]) for r in records if isinstance(r.get("loss"), (int, float))]
             label, color = "loss (minimised)", "black"
+        elif name.startswith("eval:"):
+            key = name[len("eval:"):]
+            pts = [(r["step"], r["eval"][key]) for r in records
+                   if isinstance((r.get("eval") or {}).get(key), (int, float))]
+            label, color = f"{EVAL_CURVES[key]} (subset)", "tab:green"
         else:
             pts = [(r["step"], r["terms"][name]["value"]) for r in records
                    if isinstance(r.get("terms", {}).get(name, {}).get("value"), (int, float))]
