@@ -168,23 +168,41 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
     z, own = sample_posterior(mu[picks], sigma[picks], generator)
     max_norm = (-torch.log(sigma) - 0.5 * LOG_2PI).max(0).values
 
-    groups = []  # per factor: (point order, point group starts/ends, sample order, sample group counts)
-    work = float(num_samples) * n
+    groups = []  # per factor: (values, number of values, points per value, samples per value)
     for j in range(factors.shape[1]):
         v = factors[:, j]
         size = int(v.max()) + 1
-        counts = torch.bincount(v, minlength=size)
-        s_counts = torch.bincount(v[picks], minlength=size)
-        work += float((s_counts * counts).sum())
-        groups.append((v, size, counts, s_counts))
+        groups.append((v, size, torch.bincount(v, minlength=size), torch.bincount(v[picks], minlength=size)))
+    # The marginal mixture over all N points is the sum of the conditional mixtures of any one factor's values:
+    # with the factor of fewest values (``first``) the pass over all N gives both, so that factor costs nothing.
+    first = min(range(len(groups)), key=lambda j: (groups[j][1], j)) if groups else None
+    work = float(num_samples) * n + sum(float((s_counts * counts).sum())
+                                        for j, (_, _, counts, s_counts) in enumerate(groups) if j != first)
     used = choose_kernel(kernel, work * k)
 
+    def kernel_over(points: torch.Tensor) -> MixtureKernel:
+        return MixtureKernel(mu[points], sigma[points], kernel=used, chunk_elements=chunk_elements,
+                             max_normaliser=max_norm)
+
     with progress_callback(f"MIG entropies ({used})", work, progress) as advance:
-        log_q = MixtureKernel(mu, sigma, kernel=used, chunk_elements=chunk_elements,
-                              max_normaliser=max_norm).log_sum(z, own, advance)
-        marginal = -(log_q - math.log(n)).mean(0)
         conditional = torch.zeros(k, len(groups), dtype=torch.float64)
+        if first is None:
+            log_q = MixtureKernel(mu, sigma, kernel=used, chunk_elements=chunk_elements,
+                                  max_normaliser=max_norm).log_sum(z, own, advance)
+        else:
+            v, size, counts, _ = groups[first]
+            partial = torch.stack([kernel_over(torch.nonzero(v == i).squeeze(1)).log_sum(z, own, advance)
+                                   if int(counts[i]) else torch.full((len(picks), k), -math.inf, dtype=torch.float64)
+                                   for i in range(size)])                        # [values, S, K]
+            log_q = torch.logsumexp(partial, dim=0)
+            own_value = v[picks]
+            log_counts = torch.log(counts.double())
+            mine = partial[own_value, torch.arange(len(picks))] - log_counts[own_value].unsqueeze(1)
+            conditional[:, first] = -mine.sum(0) / len(picks)
+        marginal = -(log_q - math.log(n)).mean(0)
         for j, (v, size, counts, s_counts) in enumerate(groups):
+            if j == first:
+                continue
             order = torch.argsort(v, stable=True)
             s_order = torch.argsort(v[picks], stable=True)
             starts = torch.cumsum(counts, 0) - counts
@@ -195,9 +213,7 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
                     continue
                 comp = order[int(starts[i]):int(starts[i] + counts[i])]
                 rows = s_order[int(s_starts[i]):int(s_starts[i] + s_counts[i])]
-                kern = MixtureKernel(mu[comp], sigma[comp], kernel=used, chunk_elements=chunk_elements,
-                                     max_normaliser=max_norm)
-                lq = kern.log_sum(z[rows], own[rows], advance) - math.log(int(counts[i]))
+                lq = kernel_over(comp).log_sum(z[rows], own[rows], advance) - math.log(int(counts[i]))
                 total -= lq.sum(0)
             conditional[:, j] = total / len(picks)
     matrix = marginal[:, None] - conditional
