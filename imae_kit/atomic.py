@@ -1,16 +1,22 @@
 """Atomic file writes: a temp file beside the target, flushed, fsynced and renamed over it.
 
 A kill at any instant leaves either the old file or the new one, never a mix; what remains of a cut-short
-write is a hidden ``.NAME.XXXX.tmp`` beside the target, which the next writer may delete.
+write is a hidden ``.NAME.XXXX.tmp`` beside the target, which the next writer may delete. A write that the
+disk refuses (full, read-only, quota) raises ``DiskWriteError`` naming the file and the cause, and leaves the
+old file as it was. ``keep_previous`` keeps the file being replaced under a second name (a checkpoint and
+the one before it), so that at every instant the target holds a complete file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from imae_kit.errors import DiskWriteError, disk_cause
 
 TEMP_SUFFIX = ".tmp"
 
@@ -35,25 +41,59 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_file(path: str | os.PathLike, *, keep_previous: str | os.PathLike | None = None) -> Iterator[BinaryIO]:
     """Yield a binary handle on a temp file beside ``path``; on a clean exit fsync it and rename it to
     ``path``; on any exception (KeyboardInterrupt included) delete it and re-raise. The directory must
-    exist; an OSError opening the temp file propagates unchanged."""
+    exist. A write the disk refuses (ENOSPC, EACCES, EROFS, EDQUOT, EIO, ...: also when torch.save turns it
+    into a RuntimeError) becomes ``DiskWriteError(path, cause)``; other exceptions propagate unchanged.
+
+    ``keep_previous``: before the rename, the file at ``path`` (if any) becomes ``keep_previous`` (a hard
+    link renamed over it, so ``path`` itself is never missing; a rename where links are not supported)."""
     path = Path(path)
     tmp = temp_path_for(path)
-    # os.open with mode 0o666 lets the umask decide the final permissions (mkstemp would force 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        # os.open with mode 0o666 lets the umask decide the final permissions (mkstemp would force 0600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        if disk_cause(exc) is None:
+            raise
+        raise DiskWriteError(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous is not None:
+            _keep_previous(path, Path(keep_previous))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
+        cause = disk_cause(exc)
+        if cause is None or isinstance(exc, DiskWriteError):
+            raise
+        raise DiskWriteError(path, cause) from exc
     fsync_dir(path.parent)
+
+
+def _keep_previous(path: Path, previous: Path) -> None:
+    """Make the current ``path`` (if any) ``previous``, leaving ``path`` in place until it is replaced."""
+    if not path.exists():
+        return
+    link = temp_path_for(previous)
+    try:
+        os.link(path, link)
+    except OSError as exc:
+        if disk_cause(exc) is not None and exc.errno != errno.EPERM:
+            raise
+        os.replace(path, previous)  # no hard links here (EPERM, EXDEV, ENOTSUP): a plain rename
+        return
+    try:
+        os.replace(link, previous)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            link.unlink()
+        raise
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,25 +14,46 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
-from rich.table import Table
 
 from imae_kit.data.commands import data
-from imae_kit.errors import ImaeKitError
+from imae_kit.errors import WRITE_ERRNOS, DiskWriteError, ImaeKitError, ImaeKitWarning, disk_cause
 from imae_kit.runs import REPORT_FILE
+from imae_kit.tables import Column, print_table
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 class _Group(click.Group):
-    """Turns a user's mistake (ImaeKitError) into one or two lines and exit status 2, never a traceback."""
+    """Turns a user's mistake (ImaeKitError) into one or two lines and exit status 2, never a traceback; so
+    is a write the disk refuses (full, read-only, quota) wherever it happens. imae-kit's own warnings
+    (ImaeKitWarning) are one line each."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                shown = warnings.showwarning
+                warnings.showwarning = lambda message, category, *args, **kwargs: (
+                    _warn(message) if issubclass(category, ImaeKitWarning) else shown(message, category, *args,
+                                                                                       **kwargs))
+                return super().invoke(ctx)
         except ImaeKitError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
+            _fail(exc)
+        except Exception as exc:
+            cause = disk_cause(exc)
+            if cause is None:
+                raise
+            _fail(DiskWriteError(cause.filename or "a file", cause,
+                                 verb="write" if cause.errno in WRITE_ERRNOS else "access"))
+
+
+def _fail(exc: ImaeKitError) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    sys.exit(exc.exit_code)
+
+
+def _warn(message: Warning | str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,18 +83,23 @@ def _set_threads(threads: int | None) -> None:
               help="Continue a run from its last checkpoint (RECIPE optional: defaults to RUN_DIR/recipe.toml).")
 @click.option("--allow-change", "allow_changes", multiple=True, metavar="KEY",
               help="With --resume: allow the recipe to differ in KEY (e.g. train.steps).")
-@click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+@click.option("--eval/--no-eval", "evaluate", default=None,
+              help="Evaluate after training (the default), or skip it. A resume keeps the run's choice unless given.")
+@click.option("--quiet/--no-quiet", "-q", "quiet", default=None,
+              help="No progress bar (nor progress lines off a terminal). A resume keeps the run's choice "
+                   "unless given.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help=_THREADS_HELP + " A resume keeps the run's choice unless given.")
 def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: int | None, resume: str | None,
-        allow_changes: Sequence[str], no_eval: bool, quiet: bool, threads: int | None) -> None:
-    """Train RECIPE (then evaluate it and draw its figures) into a run directory."""
+        allow_changes: Sequence[str], evaluate: bool | None, quiet: bool | None, threads: int | None) -> None:
+    """Train RECIPE (then evaluate it and draw its figures) into a run directory.
+
+    run.json records --no-eval, --quiet and --threads; `--resume RUN_DIR` reuses them unless given again."""
     from imae_kit.training import run as run_recipe
 
-    _set_threads(threads)
     outcome = run_recipe(recipe, overrides=tuple(overrides), out=out, steps=steps, resume=resume,
-                         allow_changes=tuple(allow_changes), evaluate=not no_eval, progress=not quiet,
-                         console=err_console)
+                         allow_changes=tuple(allow_changes), evaluate=evaluate,
+                         progress=None if quiet is None else not quiet, threads=threads, console=err_console)
     result = outcome.train
     _print_summary(result)
     if outcome.evaluation is not None:
@@ -87,28 +114,20 @@ def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: in
 def _print_summary(result: Any) -> None:
     console.print(f"[bold]{escape(str(result.run_dir.path))}[/]  ({result.status}, step {result.steps}/"
                   f"{result.total_steps}, {result.seconds:.1f} s)", highlight=False, soft_wrap=True)
-    table = Table(show_lines=False)
-    table.add_column("term")
-    table.add_column("sense")
-    table.add_column("value (nats)", justify="right")
-    table.add_column("weight", justify="right")
-    table.add_column("contribution to loss", justify="right")
-    for label, r in result.final.get("terms", {}).items():
-        table.add_row(escape(label), r["sense"], f"{r['value']:.4f}", f"{r['weight']:g}", f"{r['contribution']:.4f}")
+    rows = [(label, r["sense"], f"{r['value']:.4f}", f"{r['weight']:g}", f"{r['contribution']:.4f}")
+            for label, r in result.final.get("terms", {}).items()]
     if result.final:
-        table.add_row("[bold]loss[/]", "minimize", f"{result.final['loss']:.4f}", "", "")
-    console.print(table)
+        rows.append(("loss", "minimize", f"{result.final['loss']:.4f}", "", ""))
+    columns = [Column("term", "name"), Column("sense", "name"), Column("value (nats)", "number"),
+               Column("weight", "number"), Column("contribution to loss", "number")]
+    print_table(console, columns, rows)
 
 
 def _print_eval(evaluation: dict[str, Any], title: str) -> None:
     from imae_kit.report import headline
 
-    table = Table(title=title)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for name, value in headline(evaluation):
-        table.add_row(escape(name), escape(value) if isinstance(value, str) else f"{value:.4f}")
-    console.print(table)
+    rows = [(name, value if isinstance(value, str) else f"{value:.4f}") for name, value in headline(evaluation)]
+    print_table(console, [Column("measure", "name"), Column("value", "number")], rows, title=title)
 
 
 @cli.command("eval")
@@ -132,15 +151,11 @@ def terms() -> None:
     """List every registered objective term: sense, what it is, parameters."""
     from imae_kit.compare import term_rows
 
-    table = Table(title="objective terms (value in nats; loss = -sum sign * weight * value)", show_lines=True)
-    table.add_column("name", style="bold")
-    table.add_column("sense")
-    table.add_column("what it is")
-    table.add_column("params (default)")
-    table.add_column("from")
-    for row in term_rows():
-        table.add_row(*(escape(row[k]) for k in ("name", "sense", "doc", "params", "module")))
-    console.print(table)
+    columns = [Column("name", "name"), Column("sense", "name"), Column("what it is"), Column("params (default)"),
+               Column("from")]
+    rows = [[row[k] for k in ("name", "sense", "doc", "params", "module")] for row in term_rows()]
+    print_table(console, columns, rows, title="objective terms (value in nats; loss = -sum sign * weight * value)",
+                show_lines=True)
 
 
 @cli.command()
@@ -153,7 +168,8 @@ def show(recipe: str, overrides: Sequence[str]) -> None:
 
     r = load_recipe(recipe, overrides)
     console.print(f"[bold]{r.name}[/]  {r.description}")
-    console.print(Syntax(resolved_recipe_text(r), "toml", theme="ansi_dark", background_color="default"))
+    console.print(Syntax(resolved_recipe_text(r), "toml", theme="ansi_dark", background_color="default",
+                         word_wrap=True))  # a long line wraps, never cut
     console.print("[bold]objective[/]  " + r.objective_formula(), highlight=False)
     monitored = [t.label for t in r.objective.terms if t.weight.always_zero]
     if monitored:
@@ -170,17 +186,9 @@ def compare(items: Sequence[str], overrides: Sequence[str]) -> None:
     if len(items) < 2:
         raise click.UsageError("give at least two recipes or run directories")
     cmp = comparison(list(items), overrides=tuple(overrides))
-    table = Table(title="objectives term by term: weight [params] / final value (nats)", show_lines=True)
-    table.add_column("term", style="bold")
-    for col in cmp.columns:
-        table.add_column(escape(col), overflow="fold")
-    for row in cmp.term_rows:
-        table.add_row(*(escape(c) for c in row))
-    if cmp.eval_rows:
-        table.add_section()
-        for row in cmp.eval_rows:
-            table.add_row(*(escape(c) for c in row))
-    console.print(table)
+    columns = [Column("term", "name"), *(Column(col) for col in cmp.columns)]
+    print_table(console, columns, cmp.term_rows, sections=[cmp.eval_rows] if cmp.eval_rows else [],
+                title="objectives term by term: weight [params] / final value (nats)", show_lines=True)
 
 
 @cli.command()
@@ -244,16 +252,11 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) 
         grid_paths = [a.path for a in sw.spec.grid]
         numbers = metric_columns(rows, skip=grid_paths)
         shown = [m for m in SHORT_NAMES if m in numbers] or numbers[:5]
-        table = Table(title=f"sweep {escape(str(sw.path))}")
-        for col in grid_paths:
-            table.add_column(escape(col.split(".")[-1]))
-        table.add_column("status")
-        for col in shown:
-            table.add_column(escape(SHORT_NAMES.get(col, col)), justify="right")
-        for row in rows:
-            row = dict(row, status="done" if row["status"] == "evaluated" else row["status"])
-            table.add_row(*(escape(format_cell(row.get(c), digits=3)) for c in grid_paths + ["status"] + shown))
-        console.print(table)
+        columns = [*(Column(col.split(".")[-1], "number") for col in grid_paths), Column("status", "name"),
+                   *(Column(SHORT_NAMES.get(col, col), "number") for col in shown)]
+        shown_rows = [dict(row, status="done" if row["status"] == "evaluated" else row["status"]) for row in rows]
+        cells = [[format_cell(row.get(c), digits=3) for c in grid_paths + ["status"] + shown] for row in shown_rows]
+        print_table(console, columns, cells, title=f"sweep {sw.path}")
         console.print(f"table: {csv_path} and {md_path}", highlight=False, soft_wrap=True)
     path = Path(figure) if figure else sweeps[0].figure_path
     try:

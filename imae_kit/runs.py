@@ -2,9 +2,12 @@
 
     RUN_DIR/
       recipe.toml       the resolved recipe (after ${vars} and --set): `imae-kit run RUN_DIR/recipe.toml` repeats it
-      run.json          status (running, completed, diverged, interrupted), timings, versions, why it stopped
+      run.json          status (running, completed, diverged, interrupted, stopped), timings, versions, why it
+                        stopped, the command line's own choices (options: evaluate, quiet, threads)
       metrics.jsonl     one line per logged step: loss, lr and every term's value, weight and contribution
       checkpoint.pt     the last good checkpoint (model, optimiser, scheduler, RNG states, step); atomic writes
+      checkpoint.prev.pt  the checkpoint before it, kept by the same atomic rotation: a resume uses the newest
+                        that loads
       summary.json      final values of every term
       eval.json, figures/, report.md   written by the evaluation
       .lock             held (flock) by the process writing the run; the OS releases it if that process dies
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,12 +26,13 @@ from typing import Any, Iterator
 import torch
 
 from imae_kit.atomic import atomic_file, remove_stale_temporaries
-from imae_kit.errors import RunError
+from imae_kit.errors import DiskWriteError, ImaeKitWarning, RunError, disk_cause
 
 RECIPE_FILE = "recipe.toml"
 STATUS_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 SUMMARY_FILE = "summary.json"
 EVAL_FILE = "eval.json"
 REPORT_FILE = "report.md"
@@ -48,12 +53,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through a temp file, flush, fsync and rename."""
+def atomic_torch_save(obj: Any, path: Path, *, keep_previous: Path | None = None) -> None:
+    """torch.save through a temp file, flush, fsync and rename (the file replaced kept as ``keep_previous``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as f:
+    with atomic_file(path, keep_previous=keep_previous) as f:
         torch.save(obj, f)
+
+
+class MetricsWarning(ImaeKitWarning):
+    """A damaged line of metrics.jsonl (a torn write, a power cut) that was dropped."""
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -64,7 +73,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise RunError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise RunError(f"cannot read checkpoint {path}: it is damaged or incomplete ({type(exc).__name__}: "
+                       f"{first})") from exc
 
 
 class RunDir:
@@ -90,6 +101,34 @@ class RunDir:
     def checkpoint_path(self) -> Path:
         """The last good checkpoint."""
         return self.path / CHECKPOINT_FILE
+
+    @property
+    def previous_checkpoint_path(self) -> Path:
+        """The checkpoint before the last one (kept by the rotation)."""
+        return self.path / PREVIOUS_CHECKPOINT_FILE
+
+    def checkpoint_files(self) -> list[Path]:
+        """The checkpoints present, newest first (checkpoint.pt, then checkpoint.prev.pt)."""
+        return [p for p in (self.checkpoint_path, self.previous_checkpoint_path) if p.is_file()]
+
+    def load_newest_checkpoint(self, map_location: str | torch.device = "cpu"
+                               ) -> tuple[dict, Path, list[tuple[Path, str]]] | None:
+        """(state, file, [(damaged file, why)]) for the newest checkpoint that loads; None if there is none.
+
+        When every checkpoint present is damaged, a RunError says what to do."""
+        files = self.checkpoint_files()
+        if not files:
+            return None
+        damaged: list[tuple[Path, str]] = []
+        for p in files:
+            try:
+                return load_checkpoint(p, map_location=map_location), p, damaged
+            except RunError as exc:
+                damaged.append((p, str(exc)))
+        names = " and ".join(p.name for p in files)
+        raise RunError(f"cannot resume {self.path}: no checkpoint loads ({'; '.join(why for _, why in damaged)}). "
+                       f"To train this run again from step 0, move {names} out of {self.path} and resume; or "
+                       f"start a new run: imae-kit run {self.recipe_path} --out NEW_DIR")
 
     @property
     def status_path(self) -> Path:
@@ -143,7 +182,13 @@ class RunDir:
         except ImportError:  # pragma: no cover - not POSIX
             yield
             return
-        f = open(self.path / LOCK_FILE, "a+", encoding="utf-8")
+        try:
+            f = open(self.path / LOCK_FILE, "a+", encoding="utf-8")
+        except OSError as exc:
+            if disk_cause(exc) is None:
+                raise
+            raise DiskWriteError(self.path / LOCK_FILE, exc, "the run directory cannot be written: free space "
+                                 "or fix its permissions, then try again") from exc
         try:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -152,10 +197,13 @@ class RunDir:
                 holder = f.read().strip() or "unknown"
                 raise RunError(f"{self.path} is in use by another imae-kit process (pid {holder}); wait for it "
                                f"to finish or stop it, then try again") from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
+            try:  # the pid only tells a second process who holds the lock: a full disk must not stop here
+                f.seek(0)
+                f.truncate()
+                f.write(f"{os.getpid()}\n")
+                f.flush()
+            except OSError:
+                pass
             yield
         finally:
             f.close()
@@ -185,9 +233,16 @@ class RunDir:
     # -- metrics ---------------------------------------------------------------------------
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to metrics.jsonl (handed to the OS at once: a killed process loses nothing)."""
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append one JSON line to metrics.jsonl (handed to the OS at once: a killed process loses nothing).
+
+        A write the disk refuses raises DiskWriteError; the torn line it may leave is dropped when read."""
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            if disk_cause(exc) is None:
+                raise
+            raise DiskWriteError(self.metrics_path, exc) from exc
 
     def sync_metrics(self) -> None:
         """fsync metrics.jsonl: done before each checkpoint, so that even a power cut cannot leave a
@@ -198,28 +253,33 @@ class RunDir:
             return
         try:
             os.fsync(fd)
+        except OSError as exc:
+            if disk_cause(exc) is None:
+                raise
+            raise DiskWriteError(self.metrics_path, exc) from exc
         finally:
             os.close(fd)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Every complete line of metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
+        """Every complete line of metrics.jsonl; a damaged line (a torn write, a power cut) is dropped with a
+        MetricsWarning naming it."""
         return list(self.iter_metrics())
 
     def iter_metrics(self) -> Iterator[dict[str, Any]]:
-        """Iterate the complete lines of metrics.jsonl."""
+        """Iterate the complete, readable lines of metrics.jsonl (read as bytes: a power cut can leave any)."""
         if not self.metrics_path.is_file():
             return
-        with open(self.metrics_path, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    break
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    break
+        with open(self.metrics_path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                record, why = _metrics_record(raw)
+                if record is not None:
+                    yield record
+                elif why:
+                    warnings.warn(MetricsWarning(f"{self.metrics_path} line {number} is damaged ({why}) and was "
+                                                 f"dropped: {raw[:60]!r}"), stacklevel=2)
 
     def truncate_metrics(self, up_to_step: int) -> None:
-        """Keep only lines with step <= ``up_to_step`` (used when resuming from a checkpoint)."""
+        """Keep only lines with step <= ``up_to_step`` (used when resuming from a checkpoint); damaged lines go."""
         keep = [r for r in self.iter_metrics() if r.get("step", 0) <= up_to_step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
 
@@ -240,3 +300,18 @@ class RunDir:
             return json.loads(p.read_text())
         except json.JSONDecodeError as exc:
             raise RunError(f"{p} is not valid JSON ({exc}); it may have been edited by hand") from exc
+
+
+def _metrics_record(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """(record, "") for a good metrics.jsonl line; (None, why) for a damaged one; (None, "") for a blank one."""
+    if not raw.strip():
+        return None, "" if raw.endswith(b"\n") else "a torn last line"
+    if not raw.endswith(b"\n"):
+        return None, "a torn last line"
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{type(exc).__name__}"
+    if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+        return None, "not a record with a step"
+    return record, ""

@@ -2,7 +2,7 @@
 
 Layers, from the bottom (a module may import its own layer and the ones below):
 
-    0 foundation     errors, params, atomic, progress, precision
+    0 foundation     errors, params, atomic, progress, tables, precision
     1 registry       registry
     2 core           step, distributions, estimators, schedules, runs, networks, data (the data sets)
     3 plugins        terms, metrics
@@ -23,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "imae_kit"
 
 LAYERS = {
-    0: ["errors", "params", "atomic", "progress", "precision"],
+    0: ["errors", "params", "atomic", "progress", "tables", "precision"],
     1: ["registry"],
     2: ["step", "distributions", "estimators", "schedules", "runs", "networks", "data"],
     3: ["terms", "metrics"],

@@ -331,6 +331,10 @@ CRASHES = [
     (_text(("objective", "terms", 0, "label"), 3), ["objective.terms.nosuch.weight=1"], "no entry 'nosuch'"),
     (MINIMAL_RECIPE, ["model.latent_continuous=99999999999999999999999"], "outside the 64-bit range"),
     (MINIMAL_RECIPE, ["description=\udcff"], "not valid UTF-8"),
+    # the list-index boundary: MINIMAL_RECIPE has 2 terms, so 2 and -3 are one past either end
+    (MINIMAL_RECIPE, ["objective.terms.2.weight=1"], "index 2 out of range (the list has 2 entries)"),
+    (MINIMAL_RECIPE, ["objective.terms.2=1"], "index 2 out of range (the list has 2 entries)"),
+    (MINIMAL_RECIPE, ["objective.terms.-3.weight=1"], "index -3 out of range (the list has 2 entries)"),
 ]
 
 

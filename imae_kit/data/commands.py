@@ -14,13 +14,13 @@ import time
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from imae_kit.data import dsprites_cache
 from imae_kit.data import mnist as mnist_module
 from imae_kit.data.idx import IdxDataSet
 from imae_kit.data.storage import DATA_ENV_VAR, data_root, human_size, root_source, sha256_file
 from imae_kit.errors import DataError
+from imae_kit.tables import Column, print_table
 
 FETCH_NAMES = ("mnist", "fashion-mnist", "dsprites")
 
@@ -117,13 +117,11 @@ def _idx_row(spec: IdxDataSet, root: str | None, verify: bool) -> tuple[str, ...
 def list_(root: str | None, no_verify: bool) -> None:
     """Show each data set: present?, where, size, verified?"""
     verify = not no_verify
-    table = Table(title=f"data root {data_root(root)} (from {root_source(root)})")
-    for column in ("name", "present?", "where", "size", "verified?"):
-        table.add_column(column, overflow="fold")
-    table.add_row(*_idx_row(mnist_module.MNIST_FILES, root, verify))
-    table.add_row(*_idx_row(mnist_module.FASHION_MNIST_FILES, root, verify))
+    rows = [_idx_row(mnist_module.MNIST_FILES, root, verify), _idx_row(mnist_module.FASHION_MNIST_FILES, root, verify)]
     info = dsprites_cache.replica_info(root, verify=verify)
     verified = {None: "-", True: "yes", False: f"NO: {info.get('problem', '')}"}[info["verified"]]
-    table.add_row("dsprites (replica)", "yes" if info["present"] else "no", str(info["path"]),
-                  human_size(info["size"]) if info["present"] else "-", verified)
-    Console().print(table)
+    rows.append(("dsprites (replica)", "yes" if info["present"] else "no", str(info["path"]),
+                 human_size(info["size"]) if info["present"] else "-", verified))
+    columns = [Column("name", "name"), Column("present?", "name"), Column("where"), Column("size", "number"),
+               Column("verified?")]
+    print_table(Console(), columns, rows, title=f"data root {data_root(root)} (from {root_source(root)})")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from imae_kit.atomic import atomic_file, remove_stale_temporaries
-from imae_kit.errors import DataError
+from imae_kit.errors import DataError, DiskWriteError, disk_cause
 
 DATA_ENV_VAR = "IMAE_KIT_DATA"
 _CHUNK = 1 << 22  # 4 MiB
@@ -76,8 +76,9 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     try:
         with atomic_file(path) as handle:
             yield handle
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}; nothing was left behind; "
+    except (OSError, DiskWriteError) as exc:
+        reason = exc.reason if isinstance(exc, DiskWriteError) else exc.strerror or exc
+        raise DataError(f"cannot write {path}: {reason}; nothing was left behind; "
                         f"free space or choose another data root with ${DATA_ENV_VAR}=DIR") from exc
 
 
@@ -86,7 +87,14 @@ def provisioning_lock(directory: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``directory/.lock`` (waits for another provisioner)."""
     make_dir(directory)
     lock_path = directory / ".lock"
-    with open(lock_path, "a+b") as handle:
+    try:
+        handle = open(lock_path, "a+b")
+    except OSError as exc:
+        if disk_cause(exc) is None:
+            raise
+        raise DataError(f"cannot write {lock_path}: {exc.strerror or exc}; free space, fix the permissions or "
+                        f"choose another data root with ${DATA_ENV_VAR}=DIR") from exc
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             remove_stale_temporaries(directory)

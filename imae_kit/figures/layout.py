@@ -14,6 +14,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from imae_kit.atomic import atomic_file  # noqa: E402
+from imae_kit.errors import DiskWriteError, disk_cause  # noqa: E402
+
 DPI = 100
 GRID_PADDING = 2
 PANEL_MARGINS = (96, 16, 30, 52)   # left, right, top, bottom, in pixels, around each image panel
@@ -74,11 +77,19 @@ def new_figure(size: tuple[int, int]) -> plt.Figure:
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Save ``fig`` as a PNG at ``DPI`` (no tight bounding box: the pixel size is kept); close it."""
+    """Save ``fig`` as a PNG at ``DPI`` (no tight bounding box: the pixel size is kept), atomically; close it.
+    A write the disk refuses raises DiskWriteError (the previous PNG, if any, is kept)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white")
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as handle:
+            fig.savefig(handle, format="png", dpi=DPI, facecolor="white")
+    except OSError as exc:
+        if disk_cause(exc) is None:
+            raise
+        raise DiskWriteError(path.parent, exc) from exc
+    finally:
+        plt.close(fig)
     return path
 
 

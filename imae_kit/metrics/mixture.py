@@ -30,6 +30,8 @@ times both).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +65,28 @@ def _fused_chunk(z: torch.Tensor, mu: torch.Tensor, inv: torch.Tensor, c: torch.
 _COMPILED: Callable | None = None
 _COMPILE_FAILED = False
 
+# torch.compile on a machine without a GPU logs this when a CUDA toolkit folder exists (it looks for one while
+# building the CPU kernel): harmless here, where no CUDA is used. Only this message is silenced.
+CUDA_HOME_LOGGER = "torch.utils.cpp_extension"
+CUDA_HOME_NOTICE = "No CUDA runtime is found, using CUDA_HOME="
+
+
+class _DropCudaHomeNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(CUDA_HOME_NOTICE)
+
+
+@contextlib.contextmanager
+def quiet_cuda_home_notice() -> Iterator[None]:
+    """Drop torch's "No CUDA runtime is found, using CUDA_HOME=..." log line while the block runs (every other
+    message of that logger, and every warning, still shows)."""
+    logger, drop = logging.getLogger(CUDA_HOME_LOGGER), _DropCudaHomeNotice()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
 
 def _compiled_kernel() -> Callable | None:
     """The torch.compile'd fused kernel, or None if compiling is not possible here."""
@@ -71,7 +95,8 @@ def _compiled_kernel() -> Callable | None:
         try:
             fn = torch.compile(_fused_chunk, dynamic=True)
             k, s, m = 2, SAMPLE_CHUNK, 256
-            fn(torch.zeros(k, s), torch.zeros(k, m), torch.ones(k, m), torch.zeros(k, m), torch.zeros(k, s))
+            with quiet_cuda_home_notice():  # the first call compiles
+                fn(torch.zeros(k, s), torch.zeros(k, m), torch.ones(k, m), torch.zeros(k, m), torch.zeros(k, s))
             _COMPILED = fn
         except Exception as exc:  # no C++ compiler, unsupported platform, ...
             _COMPILE_FAILED = True

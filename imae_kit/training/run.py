@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import torch
 from rich.console import Console
 
 from imae_kit.data.base import DataSplits
-from imae_kit.errors import RunError
+from imae_kit.errors import DiskWriteError, RunError
 from imae_kit.evaluation import evaluate
 from imae_kit.metrics.settings import EvalSettings
 from imae_kit.model import HybridAutoencoder, build_model
@@ -28,14 +29,36 @@ class RunOutcome:
     evaluation: dict[str, Any] | None
 
 
+OPTIONS = "options"  # run.json's record of the run's own command-line choices
+
+
+def run_options(recorded: Any, *, evaluate: bool | None = None, progress: bool | None = None,
+                threads: int | None = None) -> dict[str, Any]:
+    """The choices a run is trained with: each one given now, else the one ``recorded`` in run.json when it
+    was started (or last resumed), else the default (evaluate, progress bars, torch's thread count)."""
+    rec = recorded if isinstance(recorded, dict) else {}
+    saved_threads = rec.get("threads")
+    return {"evaluate": bool(rec.get("evaluate", True)) if evaluate is None else bool(evaluate),
+            "quiet": bool(rec.get("quiet", False)) if progress is None else not progress,
+            "threads": threads if threads is not None else (saved_threads if isinstance(saved_threads, int)
+                                                              and saved_threads >= 1 else None)}
+
+
+def _use_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | None = None,
         steps: int | None = None, resume: str | None = None, allow_changes: tuple[str, ...] = (),
-        evaluate: bool = True, progress: bool = True, console: Console | None = None,
-        runs_base: str = "runs") -> RunOutcome:
+        evaluate: bool | None = None, progress: bool | None = None, threads: int | None = None,
+        console: Console | None = None, runs_base: str = "runs") -> RunOutcome:
     """Train a recipe into a new run directory (or continue one with ``resume``), then evaluate it.
 
-    Everything that can be checked (recipe, data, model, budget, a resume's recipe changes) is
-    checked before anything is written: a refused run leaves no new directory and no changed file."""
+    ``evaluate``, ``progress`` and ``threads`` (torch CPU threads) are recorded in run.json; a resume that
+    leaves one as None reuses the run's recorded choice (a run started without evaluation is not evaluated
+    when it is resumed). Everything that can be checked (recipe, data, model, budget, a resume's recipe
+    changes) is checked before anything is written: a refused run leaves no new directory and no changed file."""
     console = console or Console(stderr=True)
     if allow_changes and resume is None:
         raise RunError("--allow-change only applies when continuing a run: add --resume RUN_DIR")
@@ -50,6 +73,9 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
                            f"{rd.path} --set ...")
         with rd.locked():
             status = rd.read_status()
+            options = run_options(status.get(OPTIONS), evaluate=evaluate, progress=progress, threads=threads)
+            _use_threads(options["threads"])
+            progress = not options["quiet"]
             saved_text = rd.recipe_path.read_text(encoding="utf-8")
             recipe = load_recipe(recipe_path or rd.recipe_path, overrides, steps=steps)
             changes = recipe_changes(saved_text, recipe, str(rd.recipe_path))
@@ -67,23 +93,29 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
                 history = list(status.get("changed_on_resume", []))
                 history.append({"step": done, "fields": {k: [old, new] for k, old, new in changes}})
                 rd.write_status(changed_on_resume=history)
+            if status.get(OPTIONS) != options:
+                rd.write_status(**{OPTIONS: options})
             result = trainer.run(resume=True)
-            evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
+            evaluation = _evaluate_if_done(rd, trainer, result, options["evaluate"], progress)
         return RunOutcome(train=result, evaluation=evaluation)
     if recipe_path is None:
         raise RunError("give a recipe file, or --resume RUN_DIR")
+    options = run_options(None, evaluate=evaluate, progress=progress, threads=threads)
+    _use_threads(options["threads"])
     recipe = load_recipe(recipe_path, overrides, steps=steps)
-    return train_recipe(recipe, out=out, evaluate=evaluate, progress=progress, console=console,
-                        runs_base=runs_base)
+    return train_recipe(recipe, out=out, evaluate=options["evaluate"], progress=not options["quiet"],
+                        console=console, runs_base=runs_base, threads=options["threads"])
 
 
 def train_recipe(recipe: Recipe, *, out: str | None = None, evaluate: bool = True, progress: bool = True,
-                 console: Console | None = None, runs_base: str = "runs") -> RunOutcome:
-    """Train a loaded recipe into a new run directory (``out``, else ``runs_base/NAME``), then evaluate it."""
+                 console: Console | None = None, runs_base: str = "runs", threads: int | None = None) -> RunOutcome:
+    """Train a loaded recipe into a new run directory (``out``, else ``runs_base/NAME``), then evaluate it;
+    run.json records ``evaluate``, ``progress`` and ``threads`` for a later ``run(resume=...)``."""
     trainer = Trainer(recipe, None, progress=progress, console=console or Console(stderr=True))
     rd = RunDir.create(recipe.name, out=out, base=runs_base)
     atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
     with rd.locked():
+        rd.write_status(**{OPTIONS: run_options(None, evaluate=evaluate, progress=progress, threads=threads)})
         trainer.run_dir = rd
         result = trainer.run()
         evaluation = _evaluate_if_done(rd, trainer, result, evaluate, progress)
@@ -116,5 +148,9 @@ def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoe
     settings = EvalSettings(**dict(recipe.eval))
     line = f"{recipe.name}: {recipe.objective_formula()}  [data {recipe.data.name}, seed {recipe.train.seed}]"
     device = next(model.parameters()).device
-    return evaluate(model.to(device), splits, out_dir=rd.path, settings=settings, metrics_path=rd.metrics_path,
-                    progress=progress, recipe_line=line, train_seconds=train_seconds)
+    try:
+        return evaluate(model.to(device), splits, out_dir=rd.path, settings=settings, metrics_path=rd.metrics_path,
+                        progress=progress, recipe_line=line, train_seconds=train_seconds)
+    except DiskWriteError as exc:
+        raise exc.advise(f"the evaluation stopped; the trained model ({rd.checkpoint_path}) is untouched; free "
+                         f"space (or fix the permissions), then evaluate with: imae-kit eval {rd.path}") from exc

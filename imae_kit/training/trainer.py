@@ -16,17 +16,18 @@ from typing import Any
 import attrs
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TextColumn
 
 from imae_kit.data.base import ArrayDataset, DataSplits
 from imae_kit.data.order import index_batches, steps_per_epoch
-from imae_kit.errors import DivergenceError, RunError
+from imae_kit.errors import DiskWriteError, DivergenceError, RunError
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.objective import NonFiniteTermError, Objective, ObjectiveOutput
 from imae_kit.precision import compute_dtype, resolve_precision, step_autocast
 from imae_kit.progress import progress
 from imae_kit.recipe.spec import Recipe
-from imae_kit.runs import RunDir, atomic_torch_save, load_checkpoint
+from imae_kit.runs import RunDir, atomic_torch_save
 from imae_kit.step import Step
 from imae_kit.training.setup import build_optimizer, load_data, resolve_device, total_steps
 from imae_kit.training.signals import StopFlag, graceful_stop
@@ -83,6 +84,8 @@ class Trainer:
         self.step = 0
         self.checkpoint_step: int | None = None
         self._resume_prepared = False
+        self.resumed_from: str | None = None  # the checkpoint file a resume continued from
+        self._keep_previous = True  # False while checkpoint.pt is a damaged file that must not become .prev
         self._seconds_before = 0.0
         self._started = time.perf_counter()
 
@@ -120,7 +123,9 @@ class Trainer:
         if blame is not None:
             raise blame
         self.rd.sync_metrics()
-        atomic_torch_save(self.checkpoint_state(), self.rd.checkpoint_path)
+        atomic_torch_save(self.checkpoint_state(), self.rd.checkpoint_path,
+                          keep_previous=self.rd.previous_checkpoint_path if self._keep_previous else None)
+        self._keep_previous = True
         self.checkpoint_step = self.step
         self.rd.write_status(checkpoint_step=self.step, train_seconds=self.seconds())
 
@@ -170,8 +175,15 @@ class Trainer:
         if self._resume_prepared:
             return
         rd = self.rd
-        if rd.checkpoint_path.is_file():
-            self.restore(load_checkpoint(rd.checkpoint_path, map_location=self.device))
+        newest = rd.load_newest_checkpoint(map_location=self.device)  # checkpoint.pt, else checkpoint.prev.pt
+        if newest is not None:
+            state, used, damaged = newest
+            self.restore(state)
+            self.resumed_from, self._keep_previous = used.name, not damaged
+            for _, why in damaged:
+                self.console.print(f"[yellow]warning:[/] {escape(why)}", highlight=False, soft_wrap=True)
+            self.console.print(f"resuming {escape(str(rd.path))} from {used.name} (step {self.step})",
+                               highlight=False, soft_wrap=True)
         if rd.read_status().get("status") == "completed" and self.step >= self.total_steps:
             raise RunError(f"{rd.path} already completed {self.step} steps; to train further pass --steps N "
                            f"(more than {self.step}) with --allow-change train.steps")
@@ -195,6 +207,29 @@ class Trainer:
             return self.objective(self.make_step(x, step), log=log)
 
     def run(self, *, resume: bool = False) -> TrainResult:
+        """Train (see ``_run``); a write the disk refuses stops the run: run.json says "stopped" and why (if it
+        can still be written) and the DiskWriteError says what is intact and how to continue."""
+        try:
+            return self._run(resume=resume)
+        except DiskWriteError as exc:
+            raise self._stopped_by_disk(exc) from exc
+
+    def _stopped_by_disk(self, exc: DiskWriteError) -> DiskWriteError:
+        rd = self.rd
+        if self.checkpoint_step is not None and rd.checkpoint_files():
+            kept = f"the checkpoint of step {self.checkpoint_step} in {rd.path} is intact"
+        else:
+            kept = "no checkpoint had been written yet (a resume starts again from step 0)"
+        advice = (f"training stopped at step {self.step} of {self.total_steps}; {kept}. Free space (or fix the "
+                  f"permissions), then continue with: imae-kit run --resume {rd.path}")
+        try:
+            rd.write_status(status="stopped", step=self.step, train_seconds=self.seconds(),
+                            stop_reason=f"{exc.describe()}; {advice}", finished=time.time())
+        except DiskWriteError as again:
+            advice += f" (run.json could not record the stop either: {again.reason}; it still says 'running')"
+        return exc.advise(advice)
+
+    def _run(self, *, resume: bool = False) -> TrainResult:
         """Train to the budget (or on from the checkpoint, with ``resume``); return what happened.
 
         The loop checkpoints every ``train.checkpoint_every`` steps and at the end; metrics.jsonl lines
@@ -211,7 +246,7 @@ class Trainer:
             last_records = kept[-1] if kept else {}
             if self.checkpoint_step is not None:
                 self._seconds_before = float(before.get("train_seconds", 0.0))
-            rd.write_status(resumed_at=list(before.get("resumed_at", [])) + [self.step])
+            rd.write_status(resumed_at=list(before.get("resumed_at", [])) + [self.step], resumed_from=self.resumed_from)
             if "created" not in before:
                 rd.write_status(name=self.recipe.name, source=self.recipe.source, created=time.time())
         else:
@@ -264,7 +299,7 @@ class Trainer:
                               "terms": {k: r.as_dict() for k, r in out.records.items()}}
                     rd.append_metrics(record)
                     last_records = record
-                    bar.update(task, info=self._info(record))
+                    bar.update(task, completed=self.step, epoch=epoch, info=self._info(record))  # off a tty: a line
                 bar.update(task, completed=self.step, epoch=epoch)
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps:
                     self._checkpoint_or_diverge()
@@ -359,7 +394,8 @@ class Trainer:
     def _progress(self) -> Progress:
         return progress(enabled=self.progress_enabled, counts=True, bar_width=24, out=self.console,
                         middle=[TextColumn("epoch {task.fields[epoch]}")],
-                        tail=[TextColumn("{task.fields[info]}", markup=False)])
+                        tail=[TextColumn("{task.fields[info]}", markup=False)],
+                        line_on="info", rate=("images/s", self.recipe.train.batch_size))
 
     @staticmethod
     def _info(record: dict[str, Any]) -> str:
