@@ -163,8 +163,9 @@ def terms() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a recipe value (repeatable).")
 def show(recipe: str, overrides: Sequence[str]) -> None:
     """Print RECIPE resolved (after ${vars} and --set) and its objective as a weighted sum."""
+    from imae_kit.precision import resolve_precision
     from imae_kit.recipe import load_recipe
-    from imae_kit.training import resolved_recipe_text
+    from imae_kit.training import resolve_device, resolved_recipe_text
 
     r = load_recipe(recipe, overrides)
     console.print(f"[bold]{r.name}[/]  {r.description}")
@@ -174,6 +175,12 @@ def show(recipe: str, overrides: Sequence[str]) -> None:
     monitored = [t.label for t in r.objective.terms if t.weight.always_zero]
     if monitored:
         console.print("[bold]monitored only[/]  " + ", ".join(monitored), highlight=False)
+    try:
+        device = resolve_device(r.train.device)
+        here = f"{resolve_precision(r.train.precision, device)} on this machine ({device})"
+    except ImaeKitError as exc:
+        here = f"cannot run on this machine: {exc}"
+    console.print(f"[bold]precision[/]  {r.train.precision} -> {here}", highlight=False)
 
 
 @cli.command()
@@ -202,30 +209,49 @@ def compare(items: Sequence[str], overrides: Sequence[str]) -> None:
               help="Sweep directory (default runs/sweeps/NAME); the same command continues it.")
 @click.option("--no-eval", is_flag=True, help="Skip each point's evaluation (the table then shows training terms).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP)
+@click.option("--threads", type=click.IntRange(min=1), help=_THREADS_HELP + " With --jobs: threads per point "
+              "(default: cores / jobs).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Points run at once on this machine, each in its own process.")
+@click.option("--shard", metavar="I/N", help="Run only the points i (0-based, their NNN) with i % N == I-1, so N "
+              "workers (a SLURM array, GNU parallel) share one sweep directory; a point another worker has "
+              "taken is skipped.")
 def sweep(recipe: str, grid: Sequence[str], overrides: Sequence[str], steps: int | None, out: str | None,
-          no_eval: bool, quiet: bool, threads: int | None) -> None:
+          no_eval: bool, quiet: bool, threads: int | None, jobs: int, shard: str | None) -> None:
     """Train RECIPE at every point of a grid, then tabulate and plot the results against the grid.
 
     Run the same command again to continue an interrupted sweep: finished points are kept."""
-    from imae_kit.sweep import GridAxis, Sweep, SweepSpec
+    from imae_kit.sweep import GridAxis, Sweep, SweepSpec, in_shard, parse_shard
 
-    _set_threads(threads)
+    shard_range = parse_shard(shard) if shard is not None else None
+    if jobs == 1:
+        _set_threads(threads)
     spec = SweepSpec(recipe=recipe, fixed=tuple(overrides), grid=tuple(GridAxis.parse(g) for g in grid),
                      steps=steps, evaluate=not no_eval)
     sw = Sweep.prepare(spec, out=out)
     total = len(sw.points)
-    err_console.print(f"sweep {escape(str(sw.path))}: {total} points", highlight=False)
+    mine = sum(in_shard(p, shard_range) for p in sw.points)
+    where = f", shard {shard} ({mine} of them)" if shard_range else ""
+    err_console.print(f"sweep {escape(str(sw.path))}: {total} points{where}"
+                      + (f", {jobs} at once" if jobs > 1 else ""), highlight=False)
 
     def announce(point: Any, what: str) -> None:
         err_console.print(f"[bold]point {point.index + 1}/{total}[/] {escape(' '.join(point.overrides))}: "
                           f"{escape(what)}", highlight=False, soft_wrap=True)
 
-    status = sw.run(progress=not quiet, console=err_console, announce=announce)
+    failures: list[str] = []
+    if jobs > 1:
+        status, failures = sw.run_parallel(jobs, threads=threads, quiet=quiet, announce=announce, shard=shard_range)
+    else:
+        status = sw.run(progress=not quiet, console=err_console, announce=announce, shard=shard_range)
     _report_sweeps([sw], x=None)
     if status == "interrupted":
         err_console.print("[yellow]sweep stopped; continue it with the same command[/] (it keeps finished points)")
         sys.exit(130)
+    for failure in failures:
+        err_console.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
+    if failures:
+        sys.exit(2)
 
 
 @cli.command()

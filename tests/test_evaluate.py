@@ -515,6 +515,18 @@ def test_a_factor_metric_asked_for_on_data_without_factors_is_refused(tmp_path, 
     assert ev["mig"] is None and ev["accuracy"] is not None
 
 
+def test_run_refuses_an_unservable_metric_before_training(tmp_path, no_factors_plugin):
+    """`imae-kit run` checks the [eval] metrics against the data before the run directory exists."""
+    from conftest import invoke_cli
+
+    recipe = _recipe_with_eval(tmp_path, no_factors_plugin, 'metrics = ["accuracy", { name = "dci", params = { trees = 5 } }]',
+                               data="toy_no_factors")
+    result = invoke_cli("run", recipe, "--out", tmp_path / "run", "--steps", "3", "-q")
+    assert result.exit_code == 2, result.output
+    assert "[eval] metrics asks for 'dci', which needs ground-truth factors" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_refuses_before_writing_anything(tmp_path):
     images = torch.rand(30, 12, 12) > 0.5
     data = TensorImages(images=images)

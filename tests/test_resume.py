@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from imae_kit.precision import cpu_has_native_bf16
 from imae_kit.runs import RunDir, load_checkpoint
 
 from conftest import REPO, invoke_cli as _invoke
@@ -186,15 +187,13 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
 
 # ----------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def recipe_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("recipe") / "toy_resume.toml"
-    path.write_text(RESUME_RECIPE)
+def _recipe_file(tmp_path_factory, precision: str) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / f"toy_resume_{precision}.toml"
+    path.write_text(RESUME_RECIPE.replace("[eval]", f'precision = "{precision}"\n\n[eval]'))
     return path
 
 
-@pytest.fixture(scope="module")
-def reference_run(recipe_file, tmp_path_factory) -> Path:
+def _reference_run(recipe_file: Path, tmp_path_factory) -> Path:
     """The same recipe and seed, trained without interruption by the same command line."""
     tmp = tmp_path_factory.mktemp("reference")
     rc, out = _run_to_end(tmp, "run", recipe_file, "--out", tmp / "ref", "-q", "--no-eval")
@@ -203,11 +202,32 @@ def reference_run(recipe_file, tmp_path_factory) -> Path:
     return tmp / "ref"
 
 
+@pytest.fixture(scope="module")
+def recipe_file(tmp_path_factory) -> Path:
+    return _recipe_file(tmp_path_factory, "fp32")
+
+
+@pytest.fixture(scope="module")
+def reference_run(recipe_file, tmp_path_factory) -> Path:
+    return _reference_run(recipe_file, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=["fp32", "bf16"])
+def kill_case(request, tmp_path_factory) -> tuple[Path, Path]:
+    """(recipe, uninterrupted reference run) in each precision; bf16 where the CPU has it natively."""
+    if request.param == "fp32":
+        return request.getfixturevalue("recipe_file"), request.getfixturevalue("reference_run")
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 (AMX-BF16 / AVX512-BF16)")
+    recipe = _recipe_file(tmp_path_factory, "bf16")
+    return recipe, _reference_run(recipe, tmp_path_factory)
+
+
 # ----------------------------------------------------------------------------- SIGKILL
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_and_during_checkpoint_writes_then_resume_is_the_same_run(
-        tmp_path, recipe_file, reference_run):
+def test_sigkill_at_random_moments_and_during_checkpoint_writes_then_resume_is_the_same_run(tmp_path, kill_case):
+    recipe_file, reference_run = kill_case
     rng = random.Random(20240605)
     run_dir = tmp_path / "run"
     resume = ("run", "--resume", run_dir, "-q", "--no-eval")

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from imae_kit.data.base import DataSplits
 from imae_kit.errors import DiskWriteError, RunError
-from imae_kit.evaluation import evaluate
+from imae_kit.evaluation import check_metrics, evaluate
 from imae_kit.metrics.settings import EvalSettings
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.recipe import Recipe, load_recipe
@@ -86,6 +86,8 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
                                f"{', '.join(show_change(*c) for c in refused)}; resume with the same recipe, "
                                f"or allow the change explicitly with {flags}")
             trainer = Trainer(recipe, rd, progress=progress, console=console)
+            if options["evaluate"]:  # an [eval] metric the data cannot serve is refused before anything trains
+                check_metrics(EvalSettings(**dict(recipe.eval)), trainer.splits)
             trainer.prepare_resume()  # restores the checkpoint into the recipe's model: refusals come first
             done = trainer.step
             if changes:
@@ -112,6 +114,8 @@ def train_recipe(recipe: Recipe, *, out: str | None = None, evaluate: bool = Tru
     """Train a loaded recipe into a new run directory (``out``, else ``runs_base/NAME``), then evaluate it;
     run.json records ``evaluate``, ``progress`` and ``threads`` for a later ``run(resume=...)``."""
     trainer = Trainer(recipe, None, progress=progress, console=console or Console(stderr=True))
+    if evaluate:  # an [eval] metric the data cannot serve is refused before the run directory exists
+        check_metrics(EvalSettings(**dict(recipe.eval)), trainer.splits)
     rd = RunDir.create(recipe.name, out=out, base=runs_base)
     atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
     with rd.locked():

@@ -30,6 +30,7 @@ from imae_kit.recipe.spec import Recipe
 from imae_kit.runs import RunDir, atomic_torch_save
 from imae_kit.step import Step
 from imae_kit.training.setup import build_optimizer, load_data, resolve_device, total_steps
+from imae_kit.training.monitor import TrainingMonitor
 from imae_kit.training.signals import StopFlag, graceful_stop
 from imae_kit.training.state import (CHECKPOINT_FORMAT, device_rng_state, rng_state, seed_everything,
                                      set_device_rng_state, set_rng_state)
@@ -65,6 +66,8 @@ class Trainer:
         self.precision = resolve_precision(recipe.train.precision, self.device)
         self.splits = splits if splits is not None else load_data(recipe)
         self.train_set: ArrayDataset = self.splits.train
+        if self.device.type == "cuda" and hasattr(self.train_set, "to_device"):
+            self.train_set = self.train_set.to_device(self.device)  # dSprites: packed on the GPU, unpacked there
         n = len(self.train_set)
         if steps_per_epoch(n, recipe.train.batch_size) == 0:
             raise RunError(f"{recipe.source}: train.batch_size = {recipe.train.batch_size} is larger than the "
@@ -79,6 +82,9 @@ class Trainer:
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
         self.model.set_precision(self.precision)
         self.objective = Objective.from_spec(recipe.objective)
+        t = recipe.train
+        self.monitor = (TrainingMonitor(self.splits.test, points=t.eval_points, samples=t.eval_samples, seed=t.seed)
+                        if t.eval_every else None)
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self._parameters = list(self.model.parameters())  # walked once, not on every step
         self.step = 0
@@ -262,6 +268,7 @@ class Trainer:
         clip = self.recipe.train.grad_clip
         ckpt_every = self.recipe.train.checkpoint_every
         log_every = self.recipe.train.log_every
+        eval_every = self.recipe.train.eval_every
         status = "completed"
         with self._progress() as bar, graceful_stop(flag):
             task = bar.add_task("train", total=self.total_steps, completed=self.step, epoch=0, info="")
@@ -277,13 +284,18 @@ class Trainer:
                         self.scheduler.step()
                 x = self.train_set.get_batch(index).x.to(self.device, non_blocking=True)
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
+                watch = self.monitor is not None and ((self.step + 1) % eval_every == 0
+                                                      or self.step + 1 == self.total_steps)
+                log = log or watch
                 rng_before = device_rng_state(self.device)
+                check = log or self.device.type != "cuda"  # on a GPU the host syncs of the checks wait for logging
                 try:
                     out = self.forward(x, self.step, log=log)
-                    self.objective.check_finite(out, self.step)
+                    if check:
+                        self.objective.check_finite(out, self.step)
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
-                    self._clip_and_check_gradients(clip, x, rng_before)
+                    self._clip_and_check_gradients(clip, x, rng_before, check=check)
                 except (NonFiniteTermError, ValueError) as exc:
                     # weights that an earlier update made non-finite are the cause, whatever failed now;
                     # torch.distributions refuses non-finite parameters with a ValueError
@@ -297,6 +309,8 @@ class Trainer:
                     record = {"step": self.step, "epoch": epoch, "loss": float(out.loss.detach()),
                               "lr": self.optimizer.param_groups[0]["lr"],
                               "terms": {k: r.as_dict() for k, r in out.records.items()}}
+                    if watch:
+                        record["eval"] = self.monitor(self.model)
                     rd.append_metrics(record)
                     last_records = record
                     bar.update(task, completed=self.step, epoch=epoch, info=self._info(record))  # off a tty: a line
@@ -327,10 +341,16 @@ class Trainer:
         except NonFiniteTermError as exc:
             self._diverged(exc)
 
-    def _clip_and_check_gradients(self, clip: float, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> None:
+    def _clip_and_check_gradients(self, clip: float, x: torch.Tensor, rng_before: dict[str, torch.Tensor],
+                                  check: bool = True) -> None:
         """Clip the gradient's global L2 norm to ``clip`` (0: no clipping), as torch.nn.utils.clip_grad_norm_
-        does; raise NonFiniteTermError naming the term whose gradient is not finite."""
+        does; with ``check``, raise NonFiniteTermError naming the term whose gradient is not finite (a
+        non-finite update that goes unchecked is caught at the next check, by its weights)."""
         params = [p for p in self._parameters if p.grad is not None]
+        if not check:
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, max_norm=clip)
+            return
         if clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, max_norm=clip)
         else:
@@ -402,4 +422,7 @@ class Trainer:
         parts = [f"loss {record['loss']:.4g}"]
         for label, r in record["terms"].items():
             parts.append(f"{label} {r['value']:.3g}")
+        for key in ("accuracy", "mig_z"):
+            if (record.get("eval") or {}).get(key) is not None:
+                parts.append(f"{key} {record['eval'][key]:.3f}")
         return " | ".join(parts)
