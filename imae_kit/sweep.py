@@ -13,19 +13,39 @@ directory holds
 Running the same sweep command again continues it: finished points are kept, interrupted ones resume
 from their checkpoint, diverged ones are reported and left alone. ``collect`` draws several sweeps (one
 per objective, say) on the same axes, as PAPER.md Figures 3 and 5 do.
+
+Spreading a sweep (no scheduler of our own; any launcher does it):
+
+- ``jobs``: N points at once on one machine, each a subprocess ``python -m imae_kit run ...`` (or ``eval``)
+  with cores / N torch threads, its output in ``logs/NNN-....log``;
+- ``shard = (I, N)``: only the points whose index i (0-based, the ``NNN`` of their directory) has
+  i % N == I - 1, so N workers (a SLURM array, GNU parallel, a shell loop) share one sweep directory on a
+  shared file system.
+
+A worker claims a point by an advisory lock (``.claims/NNN-....lock``, flock, released by the OS if the
+worker dies) for as long as it trains it, and re-reads the point's status once it holds the claim: a point
+claimed by another worker is skipped, a finished one kept, so no point is ever trained twice at once, and
+workers whose shards overlap (or the same command started twice) divide the points between them. The
+tables and figures read every point's run directory, so they show the union of what all workers did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
 import json
 import math
+import os
 import re
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
@@ -34,12 +54,15 @@ from imae_kit.errors import DivergenceError, RecipeError, RunError
 from imae_kit.params import is_number
 from imae_kit.recipe import load_recipe, parse_override_value
 from imae_kit.report import headline, markdown_cell
-from imae_kit.runs import EVAL_FILE, FIGURES_DIR, RECIPE_FILE, SUMMARY_FILE, RunDir, atomic_write_text
+from imae_kit.runs import (EVAL_FILE, FIGURES_DIR, LOCK_FILE, RECIPE_FILE, SUMMARY_FILE, RunDir,
+                           atomic_write_text)
 from imae_kit.training import evaluate_run, run as run_recipe
 
 SWEEP_FORMAT = 1
 SPEC_FILE = "sweep.json"
 POINTS_DIR = "runs"
+CLAIMS_DIR = ".claims"
+LOGS_DIR = "logs"
 TABLE_CSV = "sweep.csv"
 TABLE_MD = "sweep.md"
 FIGURE_FILE = "sweep.png"
@@ -131,6 +154,66 @@ def grid_points(axes: Sequence[GridAxis]) -> list[SweepPoint]:
     return [SweepPoint(i, tuple(c)) for i, c in enumerate(combos)]
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (1 <= I <= N) -> (I, N): the shard of points i with i % N == I - 1."""
+    left, sep, right = text.partition("/")
+    try:
+        index, count = int(left), int(right)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise RecipeError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. --shard 2/8 (the points i "
+                          f"with i % 8 == 1); in a SLURM array: --shard $((SLURM_ARRAY_TASK_ID + 1))/N")
+    return index, count
+
+
+def in_shard(point: "SweepPoint", shard: tuple[int, int] | None) -> bool:
+    """Whether ``point`` belongs to ``shard`` = (I, N) (every point when None)."""
+    return shard is None or point.index % shard[1] == shard[0] - 1
+
+
+def default_threads(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` points run at once: this process's cores / jobs, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[bool]:
+    """Try to hold an exclusive advisory lock on ``path`` (created if missing) for the block; yields whether
+    it was obtained (without waiting). The OS releases it if the process dies. No fcntl (Windows): True."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
+def _run_lock_free(run_dir: Path) -> bool:
+    """Whether no process holds the run directory's own lock (RunDir.locked) right now."""
+    if not (run_dir / LOCK_FILE).is_file():
+        return True
+    with _flock(run_dir / LOCK_FILE) as free:
+        return free
+
+
 @attrs.frozen
 class SweepSpec:
     """What defines a sweep: the recipe file, the fixed overrides, the grid, the budget and evaluation."""
@@ -205,12 +288,35 @@ class Sweep:
             if diffs:
                 raise RunError(f"{path} holds a different sweep ({'; '.join(diffs)}); continue it with the "
                                f"same command, or choose another --out")
-        elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+        elif path.exists() and (not path.is_dir() or any(not _sweep_entry(p.name) for p in path.iterdir())):
             raise RunError(f"{path} exists and is not a sweep directory (no sweep.json); choose another --out")
-        else:
+        else:  # another worker may be creating it at this instant: same spec, same file; a different one is refused
             path.mkdir(parents=True, exist_ok=True)
             atomic_write_text(sweep.spec_path, json.dumps(spec.as_json(), indent=2) + "\n")
+            stored = SweepSpec.from_json(json.loads(sweep.spec_path.read_text(encoding="utf-8")))
+            if stored.differences(spec):
+                raise RunError(f"{path} was just created by another worker for a different sweep "
+                               f"({'; '.join(stored.differences(spec))}); choose another --out")
         return sweep
+
+    def claim_path(self, point: SweepPoint) -> Path:
+        """The lock file a worker holds while it trains ``point``."""
+        return self.path / CLAIMS_DIR / f"{point.name}.lock"
+
+    def log_path(self, point: SweepPoint) -> Path:
+        """Where a point run as a subprocess (``jobs`` > 1) writes its output."""
+        return self.path / LOGS_DIR / f"{point.name}.log"
+
+    @contextlib.contextmanager
+    def claimed(self, point: SweepPoint) -> Iterator[bool]:
+        """Hold ``point``'s claim for the block; yields False (and holds nothing) if another worker has it,
+        or if some other process (``imae-kit run --resume``) is writing its run directory."""
+        with _flock(self.claim_path(point)) as got:
+            yield got and _run_lock_free(self.run_path(point))
+
+    def is_done(self, status: str) -> bool:
+        """Whether a point in ``status`` needs no more work (evaluated, trained without evaluation, or diverged)."""
+        return status in ("evaluated", "diverged") or (status == "completed" and not self.spec.evaluate)
 
     @classmethod
     def open(cls, path: str | Path) -> "Sweep":
@@ -233,37 +339,166 @@ class Sweep:
         return status
 
     def run(self, *, progress: bool = True, console: Any = None,
-            announce: Callable[[SweepPoint, str], None] | None = None) -> str:
-        """Train (and evaluate) every point not done yet, in order; return 'completed' or 'interrupted'.
+            announce: Callable[[SweepPoint, str], None] | None = None,
+            shard: tuple[int, int] | None = None) -> str:
+        """Train (and evaluate) every point of ``shard`` (all when None) not done yet, in order, in this
+        process; return 'completed' or 'interrupted'.
 
-        A point that diverges is recorded (its run.json says why) and the sweep goes on; a Ctrl-C or
-        SIGTERM stops the sweep after checkpointing the point under way."""
+        A point that diverges is recorded (its run.json says why) and the sweep goes on; a point another
+        worker has claimed is skipped; a Ctrl-C or SIGTERM stops the sweep after checkpointing the point
+        under way."""
         for point in self.points:
-            status = self.status(point)
-            done = status == "evaluated" or (status == "completed" and not self.spec.evaluate)
-            if done or status == "diverged":
-                if announce:
-                    announce(point, f"{status}, kept")
+            if not in_shard(point, shard):
                 continue
-            rd = self.run_path(point)
-            if announce:
-                announce(point, "starting" if status == "pending" else f"{status}, continuing")
-            overrides = self.spec.fixed + point.overrides
-            try:
-                if status == "completed":  # trained, never evaluated
-                    evaluate_run(RunDir(rd), progress=progress)
+            if self.is_done(self.status(point)):
+                if announce:
+                    announce(point, f"{self.status(point)}, kept")
+                continue
+            with self.claimed(point) as mine:
+                if not mine:
+                    if announce:
+                        announce(point, "taken by another worker, skipped")
                     continue
-                resume = str(rd) if status != "pending" else None
-                outcome = run_recipe(self.spec.recipe, overrides=overrides, out=None if resume else str(rd),
-                                     steps=self.spec.steps, resume=resume, evaluate=self.spec.evaluate,
-                                     progress=progress, console=console)
-            except DivergenceError as exc:
-                if announce:
-                    announce(point, f"diverged: {exc}")
-                continue
-            if outcome.train.status == "interrupted":
-                return "interrupted"
+                status = self.status(point)  # again, under the claim: another worker may have finished it
+                if self.is_done(status):
+                    if announce:
+                        announce(point, f"{status}, kept")
+                    continue
+                if self._run_here(point, status, progress, console, announce) == "interrupted":
+                    return "interrupted"
         return "completed"
+
+    def _run_here(self, point: SweepPoint, status: str, progress: bool, console: Any,
+                  announce: Callable[[SweepPoint, str], None] | None) -> str:
+        """Train (or evaluate) one claimed point in this process; its outcome's status."""
+        rd = self.run_path(point)
+        if announce:
+            announce(point, "starting" if status == "pending" else f"{status}, continuing")
+        overrides = self.spec.fixed + point.overrides
+        try:
+            if status == "completed":  # trained, never evaluated
+                evaluate_run(RunDir(rd), progress=progress)
+                return "completed"
+            resume = str(rd) if status != "pending" else None
+            outcome = run_recipe(self.spec.recipe, overrides=overrides, out=None if resume else str(rd),
+                                 steps=self.spec.steps, resume=resume, evaluate=self.spec.evaluate,
+                                 progress=progress, console=console)
+        except DivergenceError as exc:
+            if announce:
+                announce(point, f"diverged: {exc}")
+            return "diverged"
+        return outcome.train.status
+
+    def point_command(self, point: SweepPoint, status: str, *, threads: int, quiet: bool) -> list[str]:
+        """The ``python -m imae_kit`` command line that trains (or evaluates) ``point`` from ``status``."""
+        rd = str(self.run_path(point))
+        base = [sys.executable, "-m", "imae_kit"]
+        if status == "completed":
+            return base + ["eval", rd, "--threads", str(threads)] + (["-q"] if quiet else [])
+        cmd = base + ["run", self.spec.recipe]
+        for override in self.spec.fixed + point.overrides:
+            cmd += ["--set", override]
+        cmd += ["--out", rd] if status == "pending" else ["--resume", rd]
+        if self.spec.steps is not None:
+            cmd += ["--steps", str(self.spec.steps)]
+        cmd += ["--eval" if self.spec.evaluate else "--no-eval", "--threads", str(threads)]
+        return cmd + (["-q"] if quiet else ["--no-quiet"])
+
+    def run_parallel(self, jobs: int, *, threads: int | None = None, quiet: bool = True,
+                     announce: Callable[[SweepPoint, str], None] | None = None,
+                     shard: tuple[int, int] | None = None, poll: float = 0.2) -> tuple[str, list[str]]:
+        """Run up to ``jobs`` points of ``shard`` at once, each a subprocess with ``threads`` torch threads
+        (default: cores / jobs) whose output goes to ``logs/``; return (status, failures).
+
+        This process holds each point's claim while its subprocess runs. A point that diverges is recorded
+        and the sweep goes on; one that fails otherwise is listed in ``failures`` (its log says why) and the
+        others go on. Ctrl-C or SIGTERM is passed on to every running point (each checkpoints and stops),
+        no new point starts, and the status is 'interrupted'."""
+        threads = threads or default_threads(jobs)
+        queue = [p for p in self.points if in_shard(p, shard)]
+        running: dict[int, tuple[SweepPoint, subprocess.Popen, contextlib.ExitStack, Any]] = {}
+        failures: list[str] = []
+        stop: list[int] = []
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.append(signum)
+            for _, proc, _, _ in running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while queue or running:
+                while queue and len(running) < jobs and not stop:
+                    self._start_point(queue.pop(0), threads, quiet, announce, running)
+                for pid, (point, proc, claim, log) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    del running[pid]
+                    log.close()
+                    claim.close()
+                    self._finished(point, proc.returncode, announce, failures)
+                if running or (queue and not stop):
+                    time.sleep(poll)
+                elif stop:
+                    break
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return ("interrupted" if stop else "completed"), failures
+
+    def _start_point(self, point: SweepPoint, threads: int, quiet: bool,
+                     announce: Callable[[SweepPoint, str], None] | None,
+                     running: dict[int, tuple[SweepPoint, subprocess.Popen, contextlib.ExitStack, Any]]) -> None:
+        """Claim ``point`` and start its subprocess (or say why not)."""
+        status = self.status(point)
+        if self.is_done(status):
+            if announce:
+                announce(point, f"{status}, kept")
+            return
+        claim = contextlib.ExitStack()
+        if not claim.enter_context(self.claimed(point)):
+            claim.close()
+            if announce:
+                announce(point, "taken by another worker, skipped")
+            return
+        status = self.status(point)
+        if self.is_done(status):
+            claim.close()
+            if announce:
+                announce(point, f"{status}, kept")
+            return
+        log_path = self.log_path(point)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        # a session of its own: a Ctrl-C at the terminal reaches this process only, which passes it on once
+        proc = subprocess.Popen(self.point_command(point, status, threads=threads, quiet=quiet), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        running[proc.pid] = (point, proc, claim, log)
+        if announce:
+            what = "starting" if status == "pending" else f"{status}, continuing"
+            announce(point, f"{what} (pid {proc.pid}, {threads} thread{'s' if threads > 1 else ''}, log "
+                            f"{log_path})")
+
+    def _finished(self, point: SweepPoint, code: int, announce: Callable[[SweepPoint, str], None] | None,
+                  failures: list[str]) -> None:
+        """Report a point's subprocess that ended with exit status ``code``."""
+        status = self.status(point)
+        if code == 0 or status == "diverged" or code in (130, 143):
+            what = status
+            if status == "diverged":
+                what = f"diverged: {RunDir(self.run_path(point)).read_status().get('stop_reason', '')}"
+            if announce:
+                announce(point, what)
+            return
+        lines = [ln for ln in self.log_path(point).read_text(encoding="utf-8", errors="replace").splitlines()
+                 if ln.strip()]
+        why = lines[-1].strip() if lines else "no output"
+        failures.append(f"point {point.index} ({' '.join(point.overrides)}) failed with exit status {code}: {why} "
+                        f"(log: {self.log_path(point)})")
+        if announce:
+            announce(point, f"failed (exit status {code}): {why}")
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -289,6 +524,12 @@ class Sweep:
     def name(self) -> str:
         """The sweep's label in tables and figure legends: its directory name."""
         return self.path.name
+
+
+def _sweep_entry(name: str) -> bool:
+    """Whether ``name`` in a directory without sweep.json can be a sweep's own (another worker creating it)."""
+    return name in (SPEC_FILE, POINTS_DIR, CLAIMS_DIR, LOGS_DIR) or (name.startswith(f".{SPEC_FILE}.")
+                                                                    and name.endswith(".tmp"))
 
 
 def metric_columns(rows: Iterable[dict[str, Any]], skip: Iterable[str]) -> list[str]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -180,3 +183,74 @@ def test_collect_needs_a_figure_path_for_several_sweeps_and_a_sweep_directory(tm
     assert result.exit_code == 2 and "--out" in result.output
     missing = invoke_cli("collect", tmp_path)
     assert missing.exit_code == 2 and "no sweep.json" in missing.output
+
+
+# ----------------------------------------------------------------------------- spreading a sweep
+
+def test_shards_split_the_points_by_index_and_bad_shards_are_refused():
+    from imae_kit.sweep import in_shard, parse_shard
+
+    points = grid_points([GridAxis("train.seed", tuple(str(i) for i in range(7)))])
+    shards = [[p.index for p in points if in_shard(p, parse_shard(f"{i}/3"))] for i in (1, 2, 3)]
+    assert shards == [[0, 3, 6], [1, 4], [2, 5]]
+    for bad in ("0/3", "4/3", "3", "a/b", "1/0"):
+        with pytest.raises(RecipeError, match="I/N"):
+            parse_shard(bad)
+
+
+def _sweep_process(recipe: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "imae_kit", "sweep", str(recipe), "--grid", "train.seed=0,1,2,3", "--steps", "12",
+           "--out", str(out), "-q", "--no-eval", "--threads", "1", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _trained_once(run_dir: Path) -> bool:
+    status = json.loads((run_dir / "run.json").read_text())
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return status["status"] == "completed" and "resumed_at" not in status and steps == sorted(set(steps))
+
+
+@pytest.mark.slow
+def test_two_shards_at_once_fill_one_directory_with_every_point_once(tmp_path, recipe_file):
+    """Two workers started together (a SLURM array of 2) write one sweep directory; then two more started
+    together on the same points with no shard at all divide them by the claims, never training one twice."""
+    out = tmp_path / "sweep"
+    procs = [_sweep_process(recipe_file, out, "--shard", "1/2"), _sweep_process(recipe_file, out, "--shard", "2/2")]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert [o.count("starting") for o in outputs] == [2, 2]
+    assert "point 1/4 train.seed=0: starting" in outputs[0] and "point 2/4 train.seed=1: starting" in outputs[1]
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["000-seed=0", "001-seed=1", "002-seed=2", "003-seed=3"]
+    assert all(_trained_once(out / "runs" / r) for r in runs)
+    rows = _csv_rows(out / "sweep.csv")  # whichever worker wrote it last saw the union
+    assert [r["train.seed"] for r in rows] == ["0", "1", "2", "3"] and {r["status"] for r in rows} == {"completed"}
+
+    both = tmp_path / "both"
+    procs = [_sweep_process(recipe_file, both), _sweep_process(recipe_file, both)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum(o.count("starting") for o in outputs) == 4  # each point started by exactly one of them
+    assert all(_trained_once(r) for r in (both / "runs").iterdir()) and len(list((both / "runs").iterdir())) == 4
+
+
+@pytest.mark.slow
+def test_jobs_2_gives_the_numbers_of_jobs_1(tmp_path, recipe_file, one_thread):
+    args = ["sweep", recipe_file, "--grid", "vars.beta=0.5,4", "--grid", "train.seed=0,1", "--steps", "12", "-q",
+            "--no-eval", "--threads", "1"]
+    serial = invoke_cli(*args, "--out", tmp_path / "serial")
+    assert serial.exit_code == 0, serial.output
+    parallel = invoke_cli(*args, "--out", tmp_path / "parallel", "--jobs", "2")
+    assert parallel.exit_code == 0, parallel.output
+    assert "2 at once" in parallel.output and parallel.output.count("(pid ") == 4
+    names = sorted(p.name for p in (tmp_path / "serial" / "runs").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "parallel" / "runs").iterdir()) and len(names) == 4
+    for name in names:
+        lines = [(tmp_path / d / "runs" / name / "metrics.jsonl").read_text() for d in ("serial", "parallel")]
+        assert lines[0] == lines[1], name  # every logged loss and term, to the last digit
+        assert (tmp_path / "parallel" / "logs" / f"{name}.log").is_file()
+    assert _csv_rows(tmp_path / "serial" / "sweep.csv") == [
+        dict(r, run=r["run"].replace("parallel", "serial")) for r in _csv_rows(tmp_path / "parallel" / "sweep.csv")]
+    again = invoke_cli(*args, "--out", tmp_path / "parallel", "--jobs", "2")
+    assert again.exit_code == 0 and again.output.count("completed, kept") == 4
