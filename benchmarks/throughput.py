@@ -9,8 +9,9 @@ In one run:
 3. the real trainer's steps at several batch sizes in both precisions: images/s, achieved GFLOP/s and the
    ratio to the bf16 peak, and the speed-up over the baseline (fp32, batch 64) measured in the same run.
 
-Each timing is the difference of two ``Trainer.run`` calls (``--warmup`` steps, then ``--warmup + --steps``),
-so the fixed costs of a run (status files, the final checkpoint) cancel out.
+Each timing is the median over ``--steps`` steps (after ``--warmup``) of the trainer's own loop body: the
+batch, ``Trainer.forward`` (every term, VAT's passes), the finiteness checks, backward and Adam; the run's
+bookkeeping (logging, checkpoints) is left out. The median resists the noise of a shared machine.
 
     python benchmarks/throughput.py [--recipe dsprites] [--recipe mnist] [--batch-sizes 64,256,1024,2048]
                                     [--precisions fp32,bf16] [--steps 8] [--threads N] [--synthetic]
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from imae_kit.data.base import DataSplits, TensorImages
 from imae_kit.errors import ImaeKitError
 from imae_kit.recipe import load_recipe
-from imae_kit.runs import RunDir
-from imae_kit.training import Trainer, load_data
+from imae_kit.training import Trainer, index_batches, load_data
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -72,14 +71,24 @@ def recipe_for(name: str, batch: int, precision: str, steps: int):
         "train.checkpoint_every=0"], steps=steps)
 
 
-def run_seconds(name: str, batch: int, precision: str, steps: int, splits: DataSplits) -> float:
-    """Wall seconds of ``Trainer.run`` for ``steps`` steps (a fresh trainer and run directory)."""
-    trainer = Trainer(recipe_for(name, batch, precision, steps), None, progress=False, splits=splits)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer.run_dir = RunDir.create("bench", out=Path(tmp) / "run")
+def step_seconds(name: str, batch: int, precision: str, steps: int, warmup: int, splits: DataSplits) -> float:
+    """Median wall seconds of one training step: the trainer's own loop body (batch, ``Trainer.forward``, the
+    finiteness checks, backward, gradient check, Adam) on a fresh trainer, after ``warmup`` steps."""
+    trainer = Trainer(recipe_for(name, batch, precision, warmup + steps), None, progress=False, splits=splits)
+    batches = index_batches(trainer.recipe.train.seed, len(trainer.train_set), batch, 0)
+    times = []
+    for i in range(warmup + steps):
         start = time.perf_counter()
-        trainer.run()
-        return time.perf_counter() - start
+        _, index = next(batches)
+        x = trainer.train_set.get_batch(index).x
+        out = trainer.forward(x, i)
+        trainer.objective.check_finite(out, i)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        trainer._clip_and_check_gradients(0.0, x, {})
+        trainer.optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[warmup:])
 
 
 def step_flops(name: str, batch: int, precision: str, splits: DataSplits) -> tuple[int, Trainer]:
@@ -99,7 +108,7 @@ def main() -> None:
     ap.add_argument("--recipe", action="append", choices=("dsprites", "mnist"), help="repeatable (default both)")
     ap.add_argument("--batch-sizes", default="64,256,1024,2048")
     ap.add_argument("--precisions", default="fp32,bf16")
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of the real data sets")
@@ -133,16 +142,14 @@ def main() -> None:
                 cells.append(f"{p} " + " ".join(f"{r:.0f}" for r in rates))
             print(f"layer shapes {shapes} at batch {b}, GFLOP/s: " + "; ".join(cells))
 
-        base_seconds = (run_seconds(name, 64, "fp32", args.warmup + args.steps, splits)
-                        - run_seconds(name, 64, "fp32", args.warmup, splits)) / args.steps
+        base_seconds = step_seconds(name, 64, "fp32", args.steps, args.warmup, splits)
         base_ips = 64 / base_seconds
         print(f"baseline fp32 batch 64: {base_ips:.0f} images/s")
         print(f"{'batch':>6} {'prec':>5} {'MFLOP/img':>9} {'images/s':>9} {'GFLOP/s':>8} {'of bf16 peak':>12} "
               f"{'of fp32 peak':>12} {'vs baseline':>11}")
         for b in batches:
             for p in precisions:
-                per_step = (run_seconds(name, b, p, args.warmup + args.steps, splits)
-                            - run_seconds(name, b, p, args.warmup, splits)) / args.steps
+                per_step = step_seconds(name, b, p, args.steps, args.warmup, splits)
                 ips = b / per_step
                 gflops = flops[b, p] / per_step / 1e9
                 print(f"{b:>6} {p:>5} {flops[b, p] / b / 1e6:>9.1f} {ips:>9.0f} {gflops:>8.0f} "
