@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pyro.distributions as dist
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from imae_kit.distributions import RelaxedOneHot
+from imae_kit.errors import RecipeError
+from imae_kit.networks import INPUTS as NETWORK_INPUTS
 from imae_kit.precision import compute_dtype, networks_autocast
 from imae_kit.recipe.spec import ModelSpec
 from imae_kit.step import Posterior, Samples
@@ -44,13 +47,19 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(y [B, K2], z [B, K1]) -> q(x|y,z) = Bernoulli(logits).to_event(1) over D pixels."""
+    """(y [B, K2], z [B, K1]) -> q(x|y,z) = Bernoulli(logits).to_event(1) over D pixels.
 
-    def __init__(self, body: nn.Module, body_out: int, data_dim: int):
+    ``head``: a final Linear from the body's ``body_out`` features to D (an MLP body); False for a body that
+    produces the D logits itself (a conv body's transposed convolutions, flattened), then the head is the
+    identity."""
+
+    def __init__(self, body: nn.Module, body_out: int, data_dim: int, head: bool = True):
         super().__init__()
         self.compute_dtype: torch.dtype | None = None
         self.body = body
-        self.head = nn.Linear(body_out, data_dim)
+        if not head and body_out != data_dim:
+            raise ValueError(f"a decoder body without a final Linear must produce {data_dim} logits, not {body_out}")
+        self.head = nn.Linear(body_out, data_dim) if head else nn.Identity()
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> dist.Independent:
         """Decode a (relaxed) one-hot y and a continuous z into a Bernoulli over pixels (fp32 logits)."""
@@ -120,11 +129,52 @@ class HybridAutoencoder(nn.Module):
         return self.decode(y, post.mu).base_dist.probs
 
 
+def network_input(network: object) -> str:
+    """What a network body takes as an encoder: "flat" ([B, D], the default) or "image" ([B, C, H, W])."""
+    kind = getattr(type(network), "input", "flat")
+    if kind not in NETWORK_INPUTS:
+        raise RecipeError(f"network {getattr(type(network), 'registered_name', type(network).__name__)!r} declares "
+                          f"input = {kind!r}; it must be one of {list(NETWORK_INPUTS)}")
+    return kind
+
+
+def _build_body(network: object, where: str, in_shape: tuple[int, ...],
+                target_shape: tuple[int, ...] | None = None) -> tuple[nn.Module, tuple[int, ...]]:
+    """``network.build(in_shape[, target_shape])`` with its out shape as a tuple; a body that cannot serve the
+    shapes (ValueError) is a RecipeError naming the section."""
+    accepts_target = "target_shape" in inspect.signature(network.build).parameters
+    name = getattr(type(network), "registered_name", type(network).__name__)
+    try:
+        if target_shape is not None and accepts_target:
+            module, out = network.build(in_shape, target_shape=target_shape)
+        else:
+            module, out = network.build(in_shape)
+    except ValueError as exc:
+        raise RecipeError(f"{where} body {name!r} {exc}") from None
+    return module, ((int(out),) if isinstance(out, int) else tuple(int(s) for s in out))
+
+
 def build_model(spec: ModelSpec, image_shape: tuple[int, int, int]) -> HybridAutoencoder:
-    """The autoencoder of a validated recipe's [model] for images of ``image_shape``, from its network bodies."""
+    """The autoencoder of a validated recipe's [model] for images of ``image_shape``, from its network bodies.
+
+    The Step's x stays flat [B, D]: an encoder body with ``input = "image"`` is wrapped as
+    Unflatten(C, H, W) -> body -> Flatten, so ``encoder.body`` maps [B, D] to features whatever it is; a
+    decoder body whose out shape is the image shape is followed by Flatten and no final Linear."""
+    image_shape = tuple(int(s) for s in image_shape)
     data_dim = math.prod(image_shape)
-    enc_body, enc_out = spec.encoder.network.build(data_dim)
-    dec_body, dec_out = spec.decoder.network.build(spec.latent_continuous + spec.latent_discrete)
-    encoder = Encoder(enc_body, enc_out, spec.latent_continuous, spec.latent_discrete)
-    decoder = Decoder(dec_body, dec_out, data_dim)
+    where_enc, where_dec = "[model.encoder]", "[model.decoder]"
+    if network_input(spec.encoder.network) == "image":
+        module, enc_out = _build_body(spec.encoder.network, where_enc, image_shape)
+        enc_body: nn.Module = nn.Sequential(nn.Unflatten(1, image_shape), module, nn.Flatten(1))
+    else:
+        enc_body, enc_out = _build_body(spec.encoder.network, where_enc, (data_dim,))
+        if len(enc_out) > 1:
+            enc_body = nn.Sequential(enc_body, nn.Flatten(1))
+    latent = (spec.latent_continuous + spec.latent_discrete,)
+    dec_body, dec_out = _build_body(spec.decoder.network, where_dec, latent, target_shape=image_shape)
+    produces_images = dec_out == image_shape
+    if produces_images or len(dec_out) > 1:
+        dec_body = nn.Sequential(dec_body, nn.Flatten(1))
+    encoder = Encoder(enc_body, math.prod(enc_out), spec.latent_continuous, spec.latent_discrete)
+    decoder = Decoder(dec_body, math.prod(dec_out), data_dim, head=not produces_images)
     return HybridAutoencoder(encoder, decoder, image_shape, spec.temperature)

@@ -93,7 +93,8 @@ def register_metric(name: str) -> Callable[[T], T]:
 
 
 def register_network(name: str) -> Callable[[T], T]:
-    """Register a network body: an attrs class with ``build(in_features) -> (nn.Module, out_features)``."""
+    """Register a network body: an attrs class with ``build(in_shape, target_shape=None) -> (nn.Module, out_shape)``
+    and optionally ``input = "flat"`` or ``"image"`` (what it takes as an encoder; see ``imae_kit.networks``)."""
     return _register("network", name)
 
 

@@ -189,6 +189,23 @@ def test_recipes_of_a_dataset_differ_only_in_objective(data):
         assert resolved[m] == first, f"{m}_{data} differs from imae_{data} outside [objective]"
 
 
+def test_conv_recipes_differ_only_in_objective_which_is_the_mlp_recipes_own():
+    """recipes/conv/: the four methods on dSprites with the conv pair; among themselves they differ only in
+    [objective], and each one's [objective] (and everything but [model]) is its recipes/*_dsprites.toml's."""
+    conv = {m: dict(load_recipe(RECIPES / "conv" / f"{m}_dsprites.toml").resolved) for m in METHODS}
+    mlp = {m: dict(load_recipe(RECIPES / f"{m}_dsprites.toml").resolved) for m in METHODS}
+    for m in METHODS:
+        assert conv[m]["name"] == f"{m}_dsprites_conv"
+        assert conv[m]["model"]["encoder"]["body"] == conv[m]["model"]["decoder"]["body"] == "conv"
+        assert conv[m]["objective"] == mlp[m]["objective"], f"conv/{m}_dsprites has another objective"
+        for key in ("vars", "data", "train", "eval"):
+            assert conv[m].get(key) == mlp[m].get(key), f"conv/{m}_dsprites differs from {m}_dsprites in [{key}]"
+        for key in ("objective", "name", "description", "plugins"):
+            conv[m].pop(key, None)
+    for m in METHODS[1:]:
+        assert conv[m] == conv[METHODS[0]], f"conv/{m}_dsprites differs from conv/imae_dsprites outside [objective]"
+
+
 @pytest.mark.parametrize("data", DATASETS)
 def test_imae_weights_tc_at_twice_beta(data):
     r = load_recipe(RECIPES / f"imae_{data}.toml")

@@ -46,9 +46,10 @@ class DataSplits:
 
 @attrs.frozen(eq=False)
 class TensorImages:
-    """An in-memory data set: ``images`` [N, H, W] uint8 (0..255) or bool, or float in [0, 1].
+    """An in-memory data set: ``images`` [N, H, W] or [N, C, H, W], uint8 (0..255) or bool, or float in [0, 1].
 
-    Pixels are converted to float32 per batch, so a uint8 store costs one byte a pixel.
+    Pixels are converted to float32 per batch, so a uint8 store costs one byte a pixel. ``class_names``
+    (optional) names the label classes for the accuracy's report.
     """
 
     images: torch.Tensor
@@ -57,11 +58,13 @@ class TensorImages:
     num_classes: int | None = None
     factor_names: tuple[str, ...] = ()
     factor_sizes: tuple[int, ...] = ()
+    class_names: tuple[str, ...] = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image."""
-        return (1, int(self.images.shape[-2]), int(self.images.shape[-1]))
+        """(C, H, W) of one image (C = 1 for [N, H, W] images)."""
+        channels = int(self.images.shape[1]) if self.images.dim() == 4 else 1
+        return (channels, int(self.images.shape[-2]), int(self.images.shape[-1]))
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
