@@ -27,6 +27,12 @@ with one of three weight matrices w (``estimator``):
   splits it unevenly (1/(B-1) on B-2 members, (N-B+1)/(N(B-1)) on one designated member); both are
   unbiased and differ by O(1/(N B)) per weight; the symmetric split here treats every member alike.
   With N = B it reduces exactly to the batch estimator.
+
+Over several processes (imae_kit.distributed) each holds a slice of b = B/N rows of the global batch: the
+aggregate is then a local-by-global rectangle, the local samples z_i (global rows ``row_offset`` to
+``row_offset + b``) against the gathered mu_j, sigma_j of all B examples, with the rows of the B x B weight
+matrix that belong to those samples. Every estimate that is a mean over i (TC, the KLs) is then the mean
+over this process's rows, and the mean over processes is the global batch's estimate.
 """
 
 from __future__ import annotations
@@ -56,14 +62,18 @@ def log_density_matrix(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -
 
 
 def log_importance_weights(batch_size: int, estimator: str = "batch", dataset_size: int | None = None, *,
-                           dtype: torch.dtype = torch.float32,
-                           device: torch.device | str | None = None) -> torch.Tensor:
-    """log w_ij [B, B] of the batch, MWS or MSS estimator of p(z_i) = sum_j w_ij p(z_i|x_j) (PAPER.md App. B)."""
+                           dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                           rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """log w_ij [B, B] of the batch, MWS or MSS estimator of p(z_i) = sum_j w_ij p(z_i|x_j) (PAPER.md App. B);
+    with ``rows = (offset, count)`` only rows offset .. offset + count - 1 ([count, B]: one process's slice)."""
     b = int(batch_size)
     if b < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    offset, count = rows if rows is not None else (0, b)
+    if offset < 0 or count < 1 or offset + count > b:
+        raise ValueError(f"rows {offset}..{offset + count - 1} lie outside a batch of {b}")
     if estimator == "batch":
-        return torch.full((b, b), -math.log(b), dtype=dtype, device=device)
+        return torch.full((count, b), -math.log(b), dtype=dtype, device=device)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
     if dataset_size is None or int(dataset_size) < b:
@@ -72,25 +82,30 @@ def log_importance_weights(batch_size: int, estimator: str = "batch", dataset_si
         )
     n = int(dataset_size)
     if estimator == "mws":
-        return torch.full((b, b), -math.log(n * b), dtype=dtype, device=device)
+        return torch.full((count, b), -math.log(n * b), dtype=dtype, device=device)
     # "mss"
     if b < 2:
         raise ValueError("estimator 'mss' needs a batch of at least 2 examples")
     off = math.log(n - 1) - math.log(n) - math.log(b - 1)
-    log_w = torch.full((b, b), off, dtype=dtype, device=device)
-    log_w.fill_diagonal_(-math.log(n))
+    log_w = torch.full((count, b), off, dtype=dtype, device=device)
+    local = torch.arange(count, device=device)
+    log_w[local, local + offset] = -math.log(n)  # w_ii: sample i against its own x_i
     return log_w
 
 
-def _weighted_logsumexp(log_q: torch.Tensor, estimator: str, dataset_size: int | None) -> torch.Tensor:
-    """logsumexp_j (log w_ij + log_q[i, j, ...]) over dim 1 of a [B, B, ...] tensor."""
-    b = log_q.shape[0]
-    if log_q.dim() < 2 or log_q.shape[1] != b:
-        raise ValueError(f"expected a pairwise matrix [B, B, ...], got {tuple(log_q.shape)}")
+def _weighted_logsumexp(log_q: torch.Tensor, estimator: str, dataset_size: int | None,
+                        row_offset: int = 0) -> torch.Tensor:
+    """logsumexp_j (log w_ij + log_q[i, j, ...]) over dim 1 of a [b, B, ...] tensor (b = B, or the rows
+    ``row_offset`` .. ``row_offset + b - 1`` of one process)."""
+    if log_q.dim() < 2 or row_offset + log_q.shape[0] > log_q.shape[1]:
+        raise ValueError(f"expected a pairwise matrix [B, B, ...] (or rows of one, starting at row {row_offset}), "
+                         f"got {tuple(log_q.shape)}")
+    rows, b = log_q.shape[0], log_q.shape[1]
     if estimator == "batch":  # constant weights 1/B: no [B, B, ...] weight tensor to add and differentiate
         return torch.logsumexp(log_q, dim=1) - math.log(b)
-    log_w = log_importance_weights(b, estimator, dataset_size, dtype=log_q.dtype, device=log_q.device)
-    log_w = log_w.reshape(b, b, *([1] * (log_q.dim() - 2)))
+    log_w = log_importance_weights(b, estimator, dataset_size, dtype=log_q.dtype, device=log_q.device,
+                                   rows=(row_offset, rows))
+    log_w = log_w.reshape(rows, b, *([1] * (log_q.dim() - 2)))
     return torch.logsumexp(log_q + log_w, dim=1)
 
 
@@ -107,18 +122,19 @@ def log_aggregate_marginals(log_q: torch.Tensor, estimator: str = "batch",
 
 
 def log_joint_aggregate(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
-                        dataset_size: int | None = None) -> torch.Tensor:
+                        dataset_size: int | None = None, row_offset: int = 0) -> torch.Tensor:
     """log p(z_i) [B] without the [B, B, K] matrix (PAPER.md App. B): sum_k log p(z_ik | x_j) is a quadratic form,
 
         sum_k log N(z_ik; mu_jk, s_jk^2) = -1/2 sum_k z_ik^2 a_jk + sum_k z_ik mu_jk a_jk + c_j,   a = 1/s^2,
 
     so the [B, B] matrix of joint log-densities is two [B, K] x [K, B] products. They are taken in float64:
-    with a up to e^18 (the encoder's smallest sigma) the expanded terms cancel far beyond float32's digits."""
+    with a up to e^18 (the encoder's smallest sigma) the expanded terms cancel far beyond float32's digits.
+    ``z`` may be b rows (from ``row_offset``) of a batch whose B are ``mu`` and ``sigma``: then [b]."""
     z64, mu64, s64 = z.double(), mu.double(), sigma.double()
     a = s64.pow(-2)
     c = -(0.5 * mu64.square() * a + s64.log()).sum(dim=1) - z.shape[1] * HALF_LOG_2PI
     joint = -0.5 * z64.square() @ a.T + z64 @ (mu64 * a).T + c.unsqueeze(0)
-    return _weighted_logsumexp(joint, estimator, dataset_size).to(z.dtype)
+    return _weighted_logsumexp(joint, estimator, dataset_size, row_offset).to(z.dtype)
 
 
 class _MarginalLogSumExp(torch.autograd.Function):
@@ -163,14 +179,17 @@ def _chunk_log_density(z_rows: torch.Tensor, mu: torch.Tensor, inv: torch.Tensor
 
 
 def log_marginal_aggregates(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
-                            dataset_size: int | None = None, *, chunk_elements: int = 1 << 18) -> torch.Tensor:
+                            dataset_size: int | None = None, *, chunk_elements: int = 1 << 18,
+                            row_offset: int = 0) -> torch.Tensor:
     """log p(z_ik) [B, K] (PAPER.md App. B) without keeping the [B, B, K] matrix: the same numbers as
-    ``log_aggregate_marginals(log_density_matrix(z, mu, sigma))``, in chunks of about ``chunk_elements``."""
-    b = z.shape[0]
+    ``log_aggregate_marginals(log_density_matrix(z, mu, sigma))``, in chunks of about ``chunk_elements``;
+    [b, K] for b rows ``z`` (from ``row_offset``) of the batch of ``mu`` and ``sigma``."""
+    b = mu.shape[0]
     rows = max(1, chunk_elements // max(1, b * z.shape[1]))
     if estimator == "batch":
         return _MarginalLogSumExp.apply(z, mu, sigma, None, rows) - math.log(b)
-    log_w = log_importance_weights(b, estimator, dataset_size, dtype=z.dtype, device=z.device)
+    log_w = log_importance_weights(b, estimator, dataset_size, dtype=z.dtype, device=z.device,
+                                   rows=(row_offset, z.shape[0]))
     return _MarginalLogSumExp.apply(z, mu, sigma, log_w, rows)
 
 
@@ -180,20 +199,26 @@ class BatchAggregate:
     Computes log p(z_i) (``log_joint``, [B]) and log p(z_ik) (``log_marginals``, [B, K]) once each, on
     first use, without materialising the [B, B, K] matrix of ``log_density_matrix``; every quantity of
     PAPER.md Appendix B (Gaussian matching, total correlation, the KL of p(z) to a normal) is read off them.
+
+    On one process of several, ``z`` [b, K] is its slice (global rows ``row_offset`` on) and ``mu``, ``sigma``
+    [B, K] the gathered global batch: every estimate is then the mean over the slice's rows.
     """
 
     def __init__(self, z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, estimator: str = "batch",
-                 dataset_size: int | None = None):
+                 dataset_size: int | None = None, row_offset: int = 0):
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
-        if z.shape != mu.shape or mu.shape != sigma.shape or z.dim() != 2:
+        if (mu.shape != sigma.shape or z.dim() != 2 or mu.dim() != 2 or z.shape[1] != mu.shape[1]
+                or row_offset < 0 or row_offset + z.shape[0] > mu.shape[0]):
             shapes = ", ".join(str(tuple(t.shape)) for t in (z, mu, sigma))
-            raise ValueError(f"z, mu and sigma must all be [B, K]; got {shapes}")
+            raise ValueError(f"z, mu and sigma must all be [B, K] (or z [b, K], rows {row_offset} on of a batch "
+                             f"mu, sigma [B, K]); got {shapes}")
         if estimator != "batch":
-            log_importance_weights(z.shape[0], estimator, dataset_size)  # refuse a bad N before any work
+            log_importance_weights(mu.shape[0], estimator, dataset_size)  # refuse a bad N before any work
         self.z, self.mu, self.sigma = z, mu, sigma
         self.estimator = estimator
         self.dataset_size = dataset_size
+        self.row_offset = row_offset
         self._joint: torch.Tensor | None = None
         self._marginals: torch.Tensor | None = None
 
@@ -201,7 +226,8 @@ class BatchAggregate:
     def log_joint(self) -> torch.Tensor:
         """log p(z_i), [B]."""
         if self._joint is None:
-            self._joint = log_joint_aggregate(self.z, self.mu, self.sigma, self.estimator, self.dataset_size)
+            self._joint = log_joint_aggregate(self.z, self.mu, self.sigma, self.estimator, self.dataset_size,
+                                              self.row_offset)
         return self._joint
 
     @property
@@ -209,7 +235,7 @@ class BatchAggregate:
         """log p(z_ik), [B, K]."""
         if self._marginals is None:
             self._marginals = log_marginal_aggregates(self.z, self.mu, self.sigma, self.estimator,
-                                                      self.dataset_size)
+                                                      self.dataset_size, row_offset=self.row_offset)
         return self._marginals
 
     def total_correlation(self) -> torch.Tensor:
@@ -287,6 +313,13 @@ def categorical_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 def step_aggregate(step, estimator: str = "batch") -> BatchAggregate:
     """The step's BatchAggregate for ``estimator``, built once per Step and shared by every term that asks
-    (marginal_kl and total_correlation both need log p(z_ik); total_correlation and aggregate_kl log p(z_i))."""
-    return step.shared(("aggregate", estimator), lambda: BatchAggregate(
-        step.samples.z, step.posterior.mu, step.posterior.sigma, estimator, step.dataset_size))
+    (marginal_kl and total_correlation both need log p(z_ik); total_correlation and aggregate_kl log p(z_i)).
+
+    Over several processes: this process's samples against the gathered global batch (a local-by-global
+    rectangle), so the estimates are over the global batch (see imae_kit.distributed)."""
+    def build() -> BatchAggregate:
+        mu, sigma = step.posterior.mu, step.posterior.sigma
+        gathered = step.shared("gathered mu, sigma", lambda: (step.gather(mu), step.gather(sigma)))
+        return BatchAggregate(step.samples.z, gathered[0], gathered[1], estimator, step.dataset_size,
+                              row_offset=getattr(step, "batch_offset", 0))
+    return step.shared(("aggregate", estimator), build)

@@ -80,7 +80,12 @@ class Step:
     - ``encode``: re-encodes a (perturbed) x into a Posterior with the same network (for VAT).
     - ``dataset_size``: N, the number of training examples (for the MWS/MSS estimators).
     - ``step``: the optimisation step, counted from 0 (for schedules and capacities).
-    - ``gather``: concatenates a per-process tensor over processes along dim 0 (identity here).
+    - ``gather``: concatenates a per-process tensor over the processes along dim 0, in rank order, with
+      autograd (its backward sums the gradient over processes); the identity in one process. Under
+      ``torchrun`` each process's Step holds its slice of the global batch (``x`` is [B/N, D]); a term
+      that is a statistic of the batch computes it from gathered tensors (imae_kit.distributed explains
+      why the gradients are then exactly those of one process on the global batch).
+    - ``rank``, ``world_size``: this process and the number of processes (0 and 1 in one process).
     - ``precision``: 'fp32' or 'bf16', the arithmetic the networks ran in (the posterior is fp32 either way).
 
     ``shared(key, compute)`` memoises a derived quantity for the step, so terms that need the same
@@ -96,6 +101,8 @@ class Step:
     step: int = 0
     gather: Callable[[torch.Tensor], torch.Tensor] = _identity
     precision: str = "fp32"
+    rank: int = 0
+    world_size: int = 1
     _memo: dict = attrs.field(factory=dict, repr=False, init=False)
 
     def shared(self, key: Hashable, compute: Callable[[], Any]) -> Any:
@@ -106,5 +113,15 @@ class Step:
 
     @property
     def batch_size(self) -> int:
-        """B, the number of examples in the batch."""
+        """B, the number of examples in this process's batch (its slice of the global batch)."""
         return int(self.x.shape[0])
+
+    @property
+    def global_batch_size(self) -> int:
+        """The number of examples over all processes (equal slices)."""
+        return self.batch_size * self.world_size
+
+    @property
+    def batch_offset(self) -> int:
+        """The global index of this process's first example: its rows of a gathered tensor start here."""
+        return self.batch_size * self.rank

@@ -61,7 +61,8 @@ class MaximumMeanDiscrepancy:
     Kernels: "imq", C / (C + ||a-b||^2), which Tolstikhin et al. (WAE, 2018) recommend for its heavy
     tails, or "rbf", exp(-||a-b||^2 / C). The default C = 2 K1 s^2 (Tolstikhin et al.) is the expected
     squared distance between two prior draws; set ``bandwidth`` > 0 to fix C yourself. Prior draws come
-    from torch's global generator, which the trainer seeds.
+    from torch's global generator, which the trainer seeds. Over several processes both samples are
+    gathered (``step.gather``): the MMD of the global batch, the same value on every process.
     """
 
     sense: ClassVar[str] = "minimize"
@@ -74,7 +75,7 @@ class MaximumMeanDiscrepancy:
         return self.bandwidth if self.bandwidth > 0 else 2.0 * latent_dim * self.scale ** 2
 
     def __call__(self, step: Step) -> torch.Tensor:
-        """Unbiased MMD^2 between step.samples.z and a fresh batch from the prior."""
+        """Unbiased MMD^2 between step.samples.z and a fresh batch from the prior (both over all processes)."""
         z = step.samples.z
         prior = self.scale * torch.randn_like(z)
-        return mmd_squared(z, prior, self.kernel, self.kernel_scale(z.shape[1]))
+        return mmd_squared(step.gather(z), step.gather(prior), self.kernel, self.kernel_scale(z.shape[1]))

@@ -2,13 +2,13 @@
 
 Layers, from the bottom (a module may import its own layer and the ones below):
 
-    0 foundation     errors, params, atomic, progress, tables, precision
+    0 foundation     errors, params, atomic, progress, tables, precision, distributed
     1 registry       registry
     2 core           step, distributions, estimators, schedules, runs, networks, data (the data sets)
     3 plugins        terms, metrics
     4 spec           recipe
     5 model          objective, model
-    6 engines        the trainer and its state, evaluation, report, figures
+    6 engines        the trainer and its state (and its form over several processes), evaluation, report, figures
     7 orchestration  training.run / resume, compare, sweep, api
     8 interface      cli, __main__, data.commands, the package's __init__
 """
@@ -23,14 +23,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "imae_kit"
 
 LAYERS = {
-    0: ["errors", "params", "atomic", "progress", "tables", "precision"],
+    0: ["errors", "params", "atomic", "progress", "tables", "precision", "distributed"],
     1: ["registry"],
     2: ["step", "distributions", "estimators", "schedules", "runs", "networks", "data"],
     3: ["terms", "metrics"],
     4: ["recipe"],
     5: ["objective", "model"],
-    6: ["training.trainer", "training.state", "training.setup", "training.signals", "training.monitor", "evaluation",
-        "report", "figures"],
+    6: ["training.trainer", "training.state", "training.setup", "training.signals", "training.monitor",
+        "training.processes", "evaluation", "report", "figures"],
     7: ["training.run", "training.resume", "training", "compare", "sweep", "api"],
     8: ["cli", "__main__", "data.commands", ""],
 }

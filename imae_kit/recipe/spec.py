@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from imae_kit.params import choice_field, float_field, int_field, str_field
+from imae_kit.params import bool_field, choice_field, float_field, int_field, str_field
 from imae_kit.precision import PRECISIONS
 from imae_kit.schedules import Schedule
 
@@ -94,6 +94,9 @@ class TrainSpec:
     eval_every: int = int_field(0, min=0, doc="steps between evaluations on a fixed subset (0: off)")
     eval_points: int = int_field(20000, min=10, doc="images of that subset of the evaluation split")
     eval_samples: int = int_field(2000, min=10, doc="samples of q(z|x) for that MIG")
+    sync_batch_norm: bool = bool_field(True, doc="over several processes (torchrun), BatchNorm normalises by "
+                                       "the global batch's statistics, as one process does; false: each process "
+                                       "by its own slice's")
     precision: str = choice_field("fp32", PRECISIONS, doc="the networks' arithmetic: fp32, bf16, or auto (bf16 "
                                                           "where the hardware has it natively)")
 

@@ -34,16 +34,16 @@ _LATENT_DOC = "which code the KL is taken on: 'z', 'y' or 'both' (their sum)"
 
 
 def _posterior_kl_z(post: Posterior) -> torch.Tensor:
-    """mean_n KL(p(z|x_n) || N(0, I)), closed form, summed over the K1 dimensions."""
+    """KL(p(z|x_n) || N(0, I)) [B], closed form, summed over the K1 dimensions."""
     mu, sigma = post.mu, post.sigma
     prior = dist.Normal(torch.zeros_like(mu), torch.ones_like(sigma)).to_event(1)
-    return torch.distributions.kl_divergence(post.z, prior).mean()
+    return torch.distributions.kl_divergence(post.z, prior)
 
 
 def _posterior_kl_y(post: Posterior) -> torch.Tensor:
-    """mean_n KL(p(y|x_n) || Uniform(K2)), closed form."""
+    """KL(p(y|x_n) || Uniform(K2)) [B], closed form."""
     uniform = dist.Categorical(logits=torch.zeros_like(post.logits))
-    return torch.distributions.kl_divergence(post.y, uniform).mean()
+    return torch.distributions.kl_divergence(post.y, uniform)
 
 
 @register_term("posterior_kl")
@@ -62,9 +62,9 @@ class PosteriorKL:
         post = step.posterior
         value = post.mu.new_zeros(())
         if self.latent in ("z", "both"):
-            value = value + _posterior_kl_z(post)
+            value = value + _posterior_kl_z(post).mean()
         if self.latent in ("y", "both"):
-            value = value + _posterior_kl_y(post)
+            value = value + _posterior_kl_y(post).mean()
         return value
 
 
@@ -74,7 +74,7 @@ class AggregateKL:
     """InfoVAE's aggregate-posterior KL: KL(p(y)||Uniform(K2)) and/or KL(p(z)||N(0,I)) (PAPER.md, baselines (3), (5)).
 
     The y part is exact on the (global) batch: log K2 - H(mean_n p(y|x_n)). The z part uses the batch
-    estimator of p(z) of PAPER.md Appendix B (or MWS/MSS, param ``estimator``) on the local batch.
+    estimator of p(z) of PAPER.md Appendix B (or MWS/MSS, param ``estimator``) over the global batch.
     """
 
     sense: ClassVar[str] = "minimize"
@@ -103,6 +103,7 @@ class CapacityKL:
     steps, then stays there; C_y is also clipped at log K2, the largest value KL_y can take (as Dupont
     2018 does). The defaults are JointVAE's MNIST settings (Dupont 2018: both capacities 0 -> 5 nats
     over 25,000 iterations; its dSprites run used C_z 0 -> 40 over 300,000 and C_y 0 -> 1.1 ~ log 3).
+    The batch means are over the global batch (Step.gather): |mean - C| is not a mean of per-example terms.
     """
 
     sense: ClassVar[str] = "minimize"
@@ -126,7 +127,7 @@ class CapacityKL:
         c_z, c_y = self.capacities(step.step, post.logits.shape[-1])
         value = post.mu.new_zeros(())
         if self.latent in ("z", "both"):
-            value = value + (_posterior_kl_z(post) - c_z).abs()
+            value = value + (step.gather(_posterior_kl_z(post)).mean() - c_z).abs()
         if self.latent in ("y", "both"):
-            value = value + (_posterior_kl_y(post) - c_y).abs()
+            value = value + (step.gather(_posterior_kl_y(post)).mean() - c_y).abs()
         return value

@@ -17,6 +17,7 @@ from imae_kit.recipe import Recipe, load_recipe
 from imae_kit.runs import RunDir, atomic_write_text, load_checkpoint
 from imae_kit.training.resume import allowed_change, recipe_changes, resolved_recipe_text, show_change
 from imae_kit.precision import resolve_precision
+from imae_kit.training.processes import create_run_dir, is_main_process, join_processes, make_trainer, open_run_dir
 from imae_kit.training.setup import load_data, resolve_device
 from imae_kit.training.trainer import Trainer, TrainResult
 
@@ -58,7 +59,9 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
     ``evaluate``, ``progress`` and ``threads`` (torch CPU threads) are recorded in run.json; a resume that
     leaves one as None reuses the run's recorded choice (a run started without evaluation is not evaluated
     when it is resumed). Everything that can be checked (recipe, data, model, budget, a resume's recipe
-    changes) is checked before anything is written: a refused run leaves no new directory and no changed file."""
+    changes) is checked before anything is written: a refused run leaves no new directory and no changed file.
+    Under torchrun every process calls it; rank 0 writes the run directory (imae_kit.training.processes)."""
+    join_processes()
     console = console or Console(stderr=True)
     if allow_changes and resume is None:
         raise RunError("--allow-change only applies when continuing a run: add --resume RUN_DIR")
@@ -66,7 +69,7 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
         raise RunError(f"--out and --resume both name a run directory; a resume continues {resume} in place, "
                        f"so drop --out")
     if resume is not None:
-        rd = RunDir.open(resume)
+        rd = open_run_dir(resume)
         if recipe_path is None and any(o.split("=", 1)[0].strip().split(".")[0] == "vars" for o in overrides):
             raise RunError(f"{rd.recipe_path} is resolved (its ${{vars}} are already substituted), so --set vars.* "
                            f"would change nothing; pass the original recipe file: imae-kit run RECIPE --resume "
@@ -85,12 +88,12 @@ def run(recipe_path: str | None, *, overrides: tuple[str, ...] = (), out: str | 
                 raise RunError(f"cannot resume {rd.path}: the recipe differs in "
                                f"{', '.join(show_change(*c) for c in refused)}; resume with the same recipe, "
                                f"or allow the change explicitly with {flags}")
-            trainer = Trainer(recipe, rd, progress=progress, console=console)
+            trainer = make_trainer(recipe, rd, progress=progress, console=console)
             if options["evaluate"]:  # an [eval] metric the data cannot serve is refused before anything trains
                 check_metrics(EvalSettings(**dict(recipe.eval)), trainer.splits)
             trainer.prepare_resume()  # restores the checkpoint into the recipe's model: refusals come first
             done = trainer.step
-            if changes:
+            if changes and is_main_process():
                 atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
                 history = list(status.get("changed_on_resume", []))
                 history.append({"step": done, "fields": {k: [old, new] for k, old, new in changes}})
@@ -113,11 +116,10 @@ def train_recipe(recipe: Recipe, *, out: str | None = None, evaluate: bool = Tru
                  console: Console | None = None, runs_base: str = "runs", threads: int | None = None) -> RunOutcome:
     """Train a loaded recipe into a new run directory (``out``, else ``runs_base/NAME``), then evaluate it;
     run.json records ``evaluate``, ``progress`` and ``threads`` for a later ``run(resume=...)``."""
-    trainer = Trainer(recipe, None, progress=progress, console=console or Console(stderr=True))
+    trainer = make_trainer(recipe, None, progress=progress, console=console or Console(stderr=True))
     if evaluate:  # an [eval] metric the data cannot serve is refused before the run directory exists
         check_metrics(EvalSettings(**dict(recipe.eval)), trainer.splits)
-    rd = RunDir.create(recipe.name, out=out, base=runs_base)
-    atomic_write_text(rd.recipe_path, resolved_recipe_text(recipe))
+    rd = create_run_dir(recipe.name, out=out, base=runs_base, recipe_text=resolved_recipe_text(recipe))
     with rd.locked():
         rd.write_status(**{OPTIONS: run_options(None, evaluate=evaluate, progress=progress, threads=threads)})
         trainer.run_dir = rd
@@ -128,7 +130,7 @@ def train_recipe(recipe: Recipe, *, out: str | None = None, evaluate: bool = Tru
 
 def _evaluate_if_done(rd: RunDir, trainer: Trainer, result: TrainResult, evaluate: bool,
                       progress: bool) -> dict[str, Any] | None:
-    if not (evaluate and result.status == "completed"):
+    if not (evaluate and result.status == "completed" and is_main_process()):  # rank 0 evaluates
         return None
     return evaluate_run(rd, recipe=trainer.recipe, model=trainer.model, splits=trainer.splits,
                         progress=progress, train_seconds=result.seconds)

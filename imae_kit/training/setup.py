@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from imae_kit import distributed
 from imae_kit.data.base import DataSplits
 from imae_kit.data.order import steps_per_epoch
 from imae_kit.errors import RunError
@@ -13,11 +14,18 @@ from imae_kit.recipe.spec import Recipe
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else the CPU; an unavailable device is a clear error."""
+    """'auto' picks CUDA when present, else the CPU; an unavailable device is a clear error. Under torchrun
+    'auto' and 'cuda' mean this process's GPU, cuda:LOCAL_RANK (one GPU per process)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RunError(f"train.device = {name!r} but no CUDA device is available; use --set train.device=cpu")
+    process = distributed.current()
+    if name.startswith("cuda") and process.is_distributed:
+        if name != "cuda":
+            raise RunError(f"train.device = {name!r}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+                           f"use --set train.device=cuda (or auto)")
+        return torch.device("cuda", process.local_rank % torch.cuda.device_count())
     if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise RunError("train.device = 'mps' but MPS is not available; use --set train.device=cpu")
     return torch.device(name)

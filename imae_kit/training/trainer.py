@@ -212,6 +212,24 @@ class Trainer:
         with step_autocast(self.device.type, compute_dtype(self.precision)):
             return self.objective(self.make_step(x, step), log=log)
 
+    # -- what training over several processes (imae_kit.training.processes) changes ----------------
+
+    def _local_indices(self, index: torch.Tensor) -> torch.Tensor:
+        """This process's examples of a global batch (all of them here)."""
+        return index
+
+    def _global_output(self, out: ObjectiveOutput) -> ObjectiveOutput:
+        """The step's loss and term values over the global batch (this process's, here)."""
+        return out
+
+    def _stop_requested(self, flag: StopFlag) -> bool:
+        """Whether to stop after this step (every process agrees, when there are several)."""
+        return flag.requested
+
+    def _monitor_record(self) -> dict[str, Any]:
+        """The train.eval_every measurements of the current model."""
+        return self.monitor(self.model)
+
     def run(self, *, resume: bool = False) -> TrainResult:
         """Train (see ``_run``); a write the disk refuses stops the run: run.json says "stopped" and why (if it
         can still be written) and the DiskWriteError says what is intact and how to continue."""
@@ -282,7 +300,7 @@ class Trainer:
                         # a resume at an epoch boundary torch warns about that order, which is intended here
                         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
                         self.scheduler.step()
-                x = self.train_set.get_batch(index).x.to(self.device, non_blocking=True)
+                x = self.train_set.get_batch(self._local_indices(index)).x.to(self.device, non_blocking=True)
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
                 watch = self.monitor is not None and ((self.step + 1) % eval_every == 0
                                                       or self.step + 1 == self.total_steps)
@@ -291,8 +309,9 @@ class Trainer:
                 check = log or self.device.type != "cuda"  # on a GPU the host syncs of the checks wait for logging
                 try:
                     out = self.forward(x, self.step, log=log)
+                    shown = self._global_output(out) if check else out  # over all processes, when several
                     if check:
-                        self.objective.check_finite(out, self.step)
+                        self.objective.check_finite(shown, self.step)
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
                     self._clip_and_check_gradients(clip, x, rng_before, check=check)
@@ -306,18 +325,18 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 if log:
-                    record = {"step": self.step, "epoch": epoch, "loss": float(out.loss.detach()),
+                    record = {"step": self.step, "epoch": epoch, "loss": float(shown.loss.detach()),
                               "lr": self.optimizer.param_groups[0]["lr"],
-                              "terms": {k: r.as_dict() for k, r in out.records.items()}}
+                              "terms": {k: r.as_dict() for k, r in shown.records.items()}}
                     if watch:
-                        record["eval"] = self.monitor(self.model)
+                        record["eval"] = self._monitor_record()
                     rd.append_metrics(record)
                     last_records = record
                     bar.update(task, completed=self.step, epoch=epoch, info=self._info(record))  # off a tty: a line
                 bar.update(task, completed=self.step, epoch=epoch)
                 if ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps:
                     self._checkpoint_or_diverge()
-                if flag.requested and self.step < self.total_steps:
+                if self._stop_requested(flag) and self.step < self.total_steps:
                     status = "interrupted"
                     break
             if self.checkpoint_step != self.step:
