@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -254,3 +255,25 @@ def test_jobs_2_gives_the_numbers_of_jobs_1(tmp_path, recipe_file, one_thread):
         dict(r, run=r["run"].replace("parallel", "serial")) for r in _csv_rows(tmp_path / "parallel" / "sweep.csv")]
     again = invoke_cli(*args, "--out", tmp_path / "parallel", "--jobs", "2")
     assert again.exit_code == 0 and again.output.count("completed, kept") == 4
+
+
+@pytest.mark.slow
+def test_a_stop_reaches_every_point_under_way_with_jobs_2(tmp_path, recipe_file):
+    """SIGTERM to the sweep with --jobs 2: both points under way checkpoint and stop, no new one starts, exit 130."""
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "imae_kit", "sweep", str(recipe_file), "--grid", "train.seed=0,1,2",
+                             "--steps", "100000", "--out", str(out), "-q", "--no-eval", "--jobs", "2", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    logs = [out / "logs" / "000-seed=0.log", out / "logs" / "001-seed=1.log"]
+    deadline = time.monotonic() + 60
+    while not all((out / "runs" / name / "metrics.jsonl").is_file() for name in ("000-seed=0", "001-seed=1")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, output
+    for name in ("000-seed=0", "001-seed=1"):
+        status = json.loads((out / "runs" / name / "run.json").read_text())
+        assert status["status"] == "interrupted" and status["checkpoint_step"] == status["step"] > 0
+    assert not (out / "runs" / "002-seed=2").exists() and all(log.is_file() for log in logs)
