@@ -29,8 +29,8 @@ LAYERS = {
     3: ["terms", "metrics"],
     4: ["recipe"],
     5: ["objective", "model"],
-    6: ["training.trainer", "training.state", "training.setup", "training.signals", "training.monitor",
-        "training.processes", "evaluation", "report", "figures"],
+    6: ["training.trainer", "training.state", "training.setup", "training.signals", "training.divergence",
+        "training.monitor", "training.processes", "evaluation", "report", "figures"],
     7: ["training.run", "training.resume", "training", "compare", "sweep", "api"],
     8: ["cli", "__main__", "data.commands", ""],
 }

@@ -29,11 +29,12 @@ from imae_kit.progress import progress
 from imae_kit.recipe.spec import Recipe
 from imae_kit.runs import RunDir, atomic_torch_save
 from imae_kit.step import Step
+from imae_kit.training.divergence import (blame_gradient, divergence_message, nonfinite_encoder_output,
+                                          nonfinite_parameters)
 from imae_kit.training.setup import build_optimizer, load_data, resolve_device, total_steps
 from imae_kit.training.monitor import TrainingMonitor
 from imae_kit.training.signals import StopFlag, graceful_stop
-from imae_kit.training.state import (CHECKPOINT_FORMAT, device_rng_state, rng_state, seed_everything,
-                                     set_device_rng_state, set_rng_state)
+from imae_kit.training.state import CHECKPOINT_FORMAT, device_rng_state, rng_state, seed_everything, set_rng_state
 
 
 @attrs.frozen
@@ -318,7 +319,7 @@ class Trainer:
                 except (NonFiniteTermError, ValueError) as exc:
                     # weights that an earlier update made non-finite are the cause, whatever failed now;
                     # torch.distributions refuses non-finite parameters with a ValueError
-                    blame = self._nonfinite_parameters() or self._nonfinite_encoder_output(x)
+                    blame = self._nonfinite_parameters() or nonfinite_encoder_output(self.model, x, self.step)
                     if isinstance(exc, ValueError) and blame is None:
                         raise
                     self._diverged(blame if blame is not None else exc)
@@ -378,54 +379,15 @@ class Trainer:
             return
         names = {p: n for n, p in self.model.named_parameters()}
         where = next((names[p] for p in params if not torch.isfinite(p.grad).all()), "?")
-        raise NonFiniteTermError(self._blame_gradient(x, rng_before), float(norm), self.step, quantity="gradient",
-                                 where=where)
+        label = blame_gradient(self.forward, self._parameters, x, self.step, rng_before)
+        raise NonFiniteTermError(label, float(norm), self.step, quantity="gradient", where=where)
 
     def _nonfinite_parameters(self) -> NonFiniteTermError | None:
-        """The first parameter or buffer that is not finite (an update overflowed), as an error; else None."""
-        for name, tensor in self.model.state_dict().items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                value = float(tensor[~torch.isfinite(tensor)].flatten()[0])
-                return NonFiniteTermError("(the parameters)", value, self.step, where=name)
-        return None
-
-    def _nonfinite_encoder_output(self, x: torch.Tensor) -> NonFiniteTermError | None:
-        """Finite weights so large that the encoder's output overflows, as an error; else None (called only
-        when the run stops anyway, so the extra forward pass may touch BatchNorm statistics)."""
-        encoder = self.model.encoder
-        with torch.no_grad():
-            h = encoder.head(encoder.body(x))
-        if bool(torch.isfinite(h).all()):
-            return None
-        return NonFiniteTermError("(the encoder's output)", float(h[~torch.isfinite(h)].flatten()[0]), self.step)
-
-    def _blame_gradient(self, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> str:
-        """Recompute the failed step from the same random state and find the term whose gradient is not finite."""
-        try:
-            set_device_rng_state(rng_before)  # the run stops here: its random stream no longer matters
-            out = self.forward(x, self.step)
-            params = [p for p in self._parameters if p.requires_grad]
-            for label, value in out.active_values.items():
-                if not value.requires_grad:
-                    continue
-                grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-                if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
-                    return label
-        except Exception:  # never let the diagnosis hide the divergence itself
-            pass
-        return "(the weighted sum)"
+        return nonfinite_parameters(self.model, self.step)
 
     def _diverged(self, exc: NonFiniteTermError) -> None:
         rd = self.rd
-        if self.checkpoint_step is not None:
-            ckpt = f"the last good checkpoint (step {self.checkpoint_step}) is kept in {rd.checkpoint_path}"
-        else:
-            ckpt = "no checkpoint had been written yet (set train.checkpoint_every to keep one)"
-        is_term = not exc.label.startswith("(")
-        what = f"term {exc.label!r}" if is_term else exc.label.strip("()")
-        first = f" (first in {exc.where})" if exc.where else ""
-        message = (f"training diverged at step {exc.step}: the {exc.quantity} of {what} is {exc.value}{first}; {ckpt}. "
-                   f"Lower train.lr, set train.grad_clip{', or check that term' if is_term else ''}")
+        message = divergence_message(exc, self.checkpoint_step, rd.checkpoint_path)
         rd.write_status(status="diverged", step=exc.step, train_seconds=self.seconds(), stop_reason=message,
                         diverged_term=exc.label, finished=time.time())
         raise DivergenceError(message)
