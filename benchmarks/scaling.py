@@ -32,25 +32,18 @@ import torch
 import torch.multiprocessing as mp
 
 from imae_kit import distributed
-from imae_kit.data.base import DataSplits, TensorImages
 from imae_kit.recipe import load_recipe
 from imae_kit.training import index_batches
 from imae_kit.training.processes import make_trainer
 from imae_kit.training.signals import StopFlag
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import synthetic_splits  # noqa: E402  (the same random images as the throughput benchmark)
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SMALL = ['data={ name = "toy_shapes" }', "model.latent_continuous=4", "model.latent_discrete=3",
          "model.encoder.hidden=[64]", "model.decoder.hidden=[64]"]
 BATCH_COLLECTIVES = ("gathering the batch", "summing the gradient", "summing over processes")
-
-
-def synthetic_splits(like: str, n: int = 8192) -> DataSplits:
-    """Random binary images of the recipe's data shape (the cost does not depend on the pixels)."""
-    side = 64 if like == "dsprites" else 28
-    g = torch.Generator().manual_seed(0)
-    images = (torch.rand(n, side, side, generator=g) < 0.1).to(torch.uint8) * 255
-    ds = TensorImages(images=images, labels=torch.randint(0, 3, (n,), generator=g), num_classes=3)
-    return DataSplits(train=ds, test=ds, description="synthetic")
 
 
 def worker(rank: int, world: int, port: int, args: argparse.Namespace, threads: int, out: str) -> None:
