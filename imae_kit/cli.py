@@ -88,15 +88,19 @@ def _set_threads(threads: int | None) -> None:
 @click.option("--quiet/--no-quiet", "-q", "quiet", default=None,
               help="No progress bar (nor progress lines off a terminal). A resume keeps the run's choice "
                    "unless given.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (same as --set train.tensorboard=true).")
 @click.option("--threads", type=click.IntRange(min=1),
               help=_THREADS_HELP + " A resume keeps the run's choice unless given.")
 def run(recipe: str | None, overrides: Sequence[str], out: str | None, steps: int | None, resume: str | None,
-        allow_changes: Sequence[str], evaluate: bool | None, quiet: bool | None, threads: int | None) -> None:
+        allow_changes: Sequence[str], evaluate: bool | None, quiet: bool | None, tensorboard: bool,
+        threads: int | None) -> None:
     """Train RECIPE (then evaluate it and draw its figures) into a run directory.
 
     run.json records --no-eval, --quiet and --threads; `--resume RUN_DIR` reuses them unless given again."""
     from imae_kit.training import run as run_recipe
 
+    if tensorboard:
+        overrides = (*overrides, "train.tensorboard=true")
     outcome = run_recipe(recipe, overrides=tuple(overrides), out=out, steps=steps, resume=resume,
                          allow_changes=tuple(allow_changes), evaluate=evaluate,
                          progress=None if quiet is None else not quiet, threads=threads, console=err_console)

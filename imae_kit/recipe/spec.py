@@ -97,6 +97,7 @@ class TrainSpec:
     sync_batch_norm: bool = bool_field(True, doc="over several processes (torchrun), BatchNorm normalises by "
                                        "the global batch's statistics, as one process does; false: each process "
                                        "by its own slice's")
+    tensorboard: bool = bool_field(False, doc="also write TensorBoard events into RUN_DIR/tensorboard")
     precision: str = choice_field("fp32", PRECISIONS, doc="the networks' arithmetic: fp32, bf16, or auto (bf16 "
                                                           "where the hardware has it natively)")
 

@@ -19,6 +19,7 @@ from imae_kit.training.resume import allowed_change, recipe_changes, resolved_re
 from imae_kit.precision import resolve_precision
 from imae_kit.training.processes import create_run_dir, is_main_process, join_processes, make_trainer, open_run_dir
 from imae_kit.training.setup import load_data, resolve_device
+from imae_kit.training.tracking import TensorBoardLog
 from imae_kit.training.trainer import Trainer, TrainResult
 
 
@@ -132,8 +133,13 @@ def _evaluate_if_done(rd: RunDir, trainer: Trainer, result: TrainResult, evaluat
                       progress: bool) -> dict[str, Any] | None:
     if not (evaluate and result.status == "completed" and is_main_process()):  # rank 0 evaluates
         return None
-    return evaluate_run(rd, recipe=trainer.recipe, model=trainer.model, splits=trainer.splits,
-                        progress=progress, train_seconds=result.seconds)
+    evaluation = evaluate_run(rd, recipe=trainer.recipe, model=trainer.model, splits=trainer.splits,
+                              progress=progress, train_seconds=result.seconds)
+    if trainer.recipe.train.tensorboard:
+        tracker = TensorBoardLog(rd.path)
+        tracker.log_evaluation(evaluation, result.steps, rd.path)
+        tracker.close()
+    return evaluation
 
 
 def evaluate_run(rd: RunDir, *, recipe: Recipe | None = None, model: HybridAutoencoder | None = None,

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, TextColumn
 
+from imae_kit import distributed
 from imae_kit.data.base import ArrayDataset, DataSplits
 from imae_kit.data.order import index_batches, steps_per_epoch
 from imae_kit.errors import DiskWriteError, DivergenceError, RunError
@@ -33,6 +34,7 @@ from imae_kit.training.divergence import (blame_gradient, divergence_message, no
                                           nonfinite_parameters)
 from imae_kit.training.setup import build_optimizer, load_data, resolve_device, total_steps
 from imae_kit.training.monitor import TrainingMonitor
+from imae_kit.training.tracking import TensorBoardLog, summary_writer_class
 from imae_kit.training.signals import StopFlag, graceful_stop
 from imae_kit.training.state import CHECKPOINT_FORMAT, device_rng_state, rng_state, seed_everything, set_rng_state
 
@@ -83,6 +85,9 @@ class Trainer:
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
         self.model.set_precision(self.precision)
         self.objective = Objective.from_spec(recipe.objective)
+        if recipe.train.tensorboard:
+            summary_writer_class()  # refuse a missing tensorboard package before anything is written
+        self.tracker: TensorBoardLog | None = None
         t = recipe.train
         self.monitor = (TrainingMonitor(self.splits.test, points=t.eval_points, samples=t.eval_samples, seed=t.seed)
                         if t.eval_every else None)
@@ -283,6 +288,8 @@ class Trainer:
                         device=str(self.device),
                         checkpoint_step=self.checkpoint_step, stop_reason=None, diverged_term=None, pid=os.getpid())
         flag = StopFlag()
+        if self.recipe.train.tensorboard and distributed.current().is_main:
+            self.tracker = TensorBoardLog(rd.path)
         self.model.train()
         clip = self.recipe.train.grad_clip
         ckpt_every = self.recipe.train.checkpoint_every
@@ -332,6 +339,8 @@ class Trainer:
                     if watch:
                         record["eval"] = self._monitor_record()
                     rd.append_metrics(record)
+                    if self.tracker is not None:
+                        self.tracker.log_step(record)
                     last_records = record
                     bar.update(task, completed=self.step, epoch=epoch, info=self._info(record))  # off a tty: a line
                 bar.update(task, completed=self.step, epoch=epoch)
@@ -342,6 +351,8 @@ class Trainer:
                     break
             if self.checkpoint_step != self.step:
                 self._checkpoint_or_diverge()
+        if self.tracker is not None:
+            self.tracker.close()
         seconds = self.seconds()
         reason = None
         if status == "interrupted":
