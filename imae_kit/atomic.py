@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from imae_kit.errors import DiskWriteError, disk_cause
+from imae_kit.errors import DiskWriteError, disk_cause, refused_writes
 
 TEMP_SUFFIX = ".tmp"
 
@@ -51,13 +51,9 @@ def atomic_file(path: str | os.PathLike, *, keep_previous: str | os.PathLike | N
     link renamed over it, so ``path`` itself is never missing; a rename where links are not supported)."""
     path = Path(path)
     tmp = temp_path_for(path)
-    try:
+    with refused_writes(path):
         # os.open with mode 0o666 lets the umask decide the final permissions (mkstemp would force 0600)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        if disk_cause(exc) is None:
-            raise
-        raise DiskWriteError(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

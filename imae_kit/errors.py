@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from typing import Iterator
 
 
 class ImaeKitError(Exception):
@@ -81,3 +83,15 @@ def disk_cause(exc: BaseException) -> OSError | None:
             return current
         current = current.__cause__ or current.__context__
     return None
+
+
+@contextlib.contextmanager
+def refused_writes(path: object, advice: str = DiskWriteError.DEFAULT_ADVICE) -> Iterator[None]:
+    """Within the block, an OSError that the disk caused (``disk_cause``) becomes ``DiskWriteError(path, ...)``;
+    any other exception propagates unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if disk_cause(exc) is None:
+            raise
+        raise DiskWriteError(path, exc, advice) from exc

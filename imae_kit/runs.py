@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import torch
 
 from imae_kit.atomic import atomic_file, remove_stale_temporaries
-from imae_kit.errors import DiskWriteError, ImaeKitWarning, RunError, disk_cause
+from imae_kit.errors import ImaeKitWarning, RunError, refused_writes
 
 RECIPE_FILE = "recipe.toml"
 STATUS_FILE = "run.json"
@@ -182,13 +182,9 @@ class RunDir:
         except ImportError:  # pragma: no cover - not POSIX
             yield
             return
-        try:
+        with refused_writes(self.path / LOCK_FILE, "the run directory cannot be written: free space or fix its "
+                                                   "permissions, then try again"):
             f = open(self.path / LOCK_FILE, "a+", encoding="utf-8")
-        except OSError as exc:
-            if disk_cause(exc) is None:
-                raise
-            raise DiskWriteError(self.path / LOCK_FILE, exc, "the run directory cannot be written: free space "
-                                 "or fix its permissions, then try again") from exc
         try:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -236,13 +232,8 @@ class RunDir:
         """Append one JSON line to metrics.jsonl (handed to the OS at once: a killed process loses nothing).
 
         A write the disk refuses raises DiskWriteError; the torn line it may leave is dropped when read."""
-        try:
-            with open(self.metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as exc:
-            if disk_cause(exc) is None:
-                raise
-            raise DiskWriteError(self.metrics_path, exc) from exc
+        with refused_writes(self.metrics_path), open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
     def sync_metrics(self) -> None:
         """fsync metrics.jsonl: done before each checkpoint, so that even a power cut cannot leave a
@@ -252,11 +243,8 @@ class RunDir:
         except FileNotFoundError:
             return
         try:
-            os.fsync(fd)
-        except OSError as exc:
-            if disk_cause(exc) is None:
-                raise
-            raise DiskWriteError(self.metrics_path, exc) from exc
+            with refused_writes(self.metrics_path):
+                os.fsync(fd)
         finally:
             os.close(fd)
 

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from imae_kit.atomic import atomic_file  # noqa: E402
-from imae_kit.errors import DiskWriteError, disk_cause  # noqa: E402
+from imae_kit.errors import refused_writes  # noqa: E402
 
 DPI = 100
 GRID_PADDING = 2
@@ -81,13 +81,10 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
     A write the disk refuses raises DiskWriteError (the previous PNG, if any, is kept)."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with refused_writes(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as handle:
             fig.savefig(handle, format="png", dpi=DPI, facecolor="white")
-    except OSError as exc:
-        if disk_cause(exc) is None:
-            raise
-        raise DiskWriteError(path.parent, exc) from exc
     finally:
         plt.close(fig)
     return path
