@@ -43,3 +43,18 @@ def test_the_curves_are_logged_and_training_is_unchanged(tmp_path, one_thread):
     mean = probs.mean(0)
     mi = float(-(mean * mean.log()).sum() + (probs * probs.clamp_min(1e-300).log()).sum(1).mean())
     assert abs(last["mutual_information_y"] - mi) < 1e-9
+
+
+def test_eval_split_train_measures_the_curves_on_training_images(tmp_path, one_thread):
+    """train.eval_split = "train" draws the subset from the training split (to choose defaults without the test
+    split); the default stays the evaluation split."""
+    recipe = load_recipe(RECIPES / "imae_dsprites.toml", steps=1,
+                         overrides=[*TOY_OVERRIDES, "train.eval_every=1", "train.eval_points=50",
+                                    'train.eval_split="train"'])
+    trainer = Trainer(recipe, RunDir.create("t", out=tmp_path / "a"), progress=False)
+    default = Trainer(load_recipe(RECIPES / "imae_dsprites.toml", steps=1,
+                                  overrides=[*TOY_OVERRIDES, "train.eval_every=1", "train.eval_points=50"]),
+                      RunDir.create("t", out=tmp_path / "b"), progress=False)
+    assert trainer.monitor.dataset is trainer.splits.train
+    assert default.monitor.dataset is default.splits.test
+    assert len(trainer.splits.train) != len(trainer.splits.test)

@@ -109,6 +109,25 @@ def test_discrete_mi_uses_the_global_batch():
     assert term("discrete_mi")(step).item() == pytest.approx(expected.item(), abs=1e-12)
 
 
+@pytest.mark.parametrize("c", [0.0, 0.25, 1.0, 2.0])
+def test_discrete_mi_conditional_weight_matches_entropies_summed_by_hand(c):
+    """H(Y) - c H(Y|X) against plain loops over the batch's probabilities (c = 1 is I(x;y))."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.log_softmax(torch.randn(7, 3, generator=g, dtype=D64), dim=-1)
+    p = logits.exp().tolist()
+    marginal = [sum(row[k] for row in p) / len(p) for k in range(3)]
+    h_y = -sum(m * math.log(m) for m in marginal)
+    h_y_given_x = sum(-sum(q * math.log(q) for q in row) for row in p) / len(p)
+    step = posterior_step(torch.zeros(7, 2, dtype=D64), torch.ones(7, 2, dtype=D64), logits=logits)
+    value = term("discrete_mi", conditional_weight=c)(step).item()
+    assert value == pytest.approx(h_y - c * h_y_given_x, abs=1e-12)
+
+
+def test_discrete_mi_conditional_weight_refuses_a_negative_value():
+    with pytest.raises(RecipeError, match="conditional_weight"):
+        term("discrete_mi", conditional_weight=-0.5)
+
+
 # --------------------------------------------------------------------------- vat
 
 def _kl_at(model, x, target, r):

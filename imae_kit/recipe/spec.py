@@ -94,6 +94,8 @@ class TrainSpec:
     eval_every: int = int_field(0, min=0, doc="steps between evaluations on a fixed subset (0: off)")
     eval_points: int = int_field(20000, min=10, doc="images of that subset of the evaluation split")
     eval_samples: int = int_field(2000, min=10, doc="samples of q(z|x) for that MIG")
+    eval_split: str = choice_field("test", ("test", "train"), doc="the split those curves are measured on: "
+                                   "'train' to choose defaults without looking at the test split")
     sync_batch_norm: bool = bool_field(True, doc="over several processes (torchrun), BatchNorm normalises by "
                                        "the global batch's statistics, as one process does; false: each process "
                                        "by its own slice's")

@@ -1,7 +1,8 @@
 """Evaluation numbers during training (``train.eval_every``): learning curves of accuracy, I(x;y) and MIG.
 
-Every ``eval_every`` steps the model is evaluated on a fixed subset of the evaluation split
-(``train.eval_points`` images, drawn once from ``train.seed``): the accuracy of y and NMI (when the data
+Every ``eval_every`` steps the model is evaluated on a fixed subset of the evaluation split (or, with
+``train.eval_split = "train"``, of the training split, to choose defaults without the test labels' help;
+``train.eval_points`` images, drawn once from ``train.seed``): the accuracy of y and NMI (when the data
 has labels), I(x;y) of the subset, the active continuous dimensions, and the sampled MIG with and without
 y (when it has ground-truth factors; Chen et al.'s estimator on the subset, ``train.eval_samples``
 samples). The model runs in eval mode under no_grad with its own random generator, so a run with these

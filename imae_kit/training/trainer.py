@@ -89,8 +89,8 @@ class Trainer:
             summary_writer_class()  # refuse a missing tensorboard package before anything is written
         self.tracker: TensorBoardLog | None = None
         t = recipe.train
-        self.monitor = (TrainingMonitor(self.splits.test, points=t.eval_points, samples=t.eval_samples, seed=t.seed)
-                        if t.eval_every else None)
+        self.monitor = (TrainingMonitor(getattr(self.splits, t.eval_split), points=t.eval_points,
+                                        samples=t.eval_samples, seed=t.seed) if t.eval_every else None)
         self.optimizer, self.scheduler = build_optimizer(recipe, self.model)
         self._parameters = list(self.model.parameters())  # walked once, not on every step
         self.step = 0
