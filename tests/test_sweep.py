@@ -165,6 +165,39 @@ def test_a_diverged_point_is_recorded_and_the_sweep_goes_on(tmp_path, one_thread
     assert [r["status"] for r in rows] == ["diverged", "completed"]
 
 
+def test_a_recipe_edited_mid_sweep_is_refused_before_the_next_point(tmp_path, one_thread, monkeypatch):
+    """Every point trains from the text the sweep began with (sweep.json's recipe_sha256): an edit after the
+    first point stops the sweep before the second, with exit 2; restoring the text lets it continue."""
+    import imae_kit.sweep.runner as runner
+
+    recipe = tmp_path / "toy.toml"
+    recipe.write_text(MINIMAL_RECIPE)
+    out = tmp_path / "sweep"
+    args = ["sweep", recipe, "--grid", "train.seed=0,1", "--steps", "5", "--out", out, "-q", "--no-eval"]
+    real = runner.run_recipe
+
+    def train_then_edit(*a, **k):
+        outcome = real(*a, **k)
+        recipe.write_text(MINIMAL_RECIPE + "\n# edited while the sweep ran\n")
+        return outcome
+
+    monkeypatch.setattr(runner, "run_recipe", train_then_edit)
+    edited = invoke_cli(*args)
+    assert edited.exit_code == 2, edited.output
+    assert "has changed since the sweep" in edited.output and "another --out" in edited.output
+    assert (out / "runs" / "000-seed=0" / "summary.json").is_file()
+    assert not (out / "runs" / "001-seed=1").exists()
+    assert json.loads((out / "sweep.json").read_text())["recipe_sha256"]
+
+    monkeypatch.setattr(runner, "run_recipe", real)
+    again = invoke_cli(*args)  # reopening the sweep with the edited text is refused too
+    assert again.exit_code == 2 and "has changed since the sweep" in again.output
+    recipe.write_text(MINIMAL_RECIPE)
+    restored = invoke_cli(*args)
+    assert restored.exit_code == 0, restored.output
+    assert (out / "runs" / "001-seed=1" / "summary.json").is_file()
+
+
 def test_a_bad_grid_path_is_refused_before_anything_is_written(tmp_path, recipe_file):
     out = tmp_path / "sweep"
     result = invoke_cli("sweep", recipe_file, "--grid", "train.seeed=0,1", "--out", out)

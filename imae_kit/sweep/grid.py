@@ -112,21 +112,29 @@ class SweepSpec:
     grid: tuple[GridAxis, ...]
     steps: int | None
     evaluate: bool
+    # the SHA-256 of the recipe file's text when the sweep began (None in sweeps from before it was kept):
+    # every point must train from the same text, so a file edited mid-sweep is refused, not mixed in
+    recipe_sha256: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The form stored in sweep.json."""
-        return {"format": SWEEP_FORMAT, "recipe": self.recipe, "fixed": list(self.fixed),
+        data = {"format": SWEEP_FORMAT, "recipe": self.recipe, "fixed": list(self.fixed),
                 "grid": [{"path": a.path, "values": list(a.values)} for a in self.grid],
                 "steps": self.steps, "evaluate": self.evaluate}
+        if self.recipe_sha256 is not None:
+            data["recipe_sha256"] = self.recipe_sha256
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SweepSpec":
         """Read sweep.json's form back."""
         return cls(recipe=data["recipe"], fixed=tuple(data["fixed"]),
                    grid=tuple(GridAxis(a["path"], tuple(a["values"])) for a in data["grid"]),
-                   steps=data["steps"], evaluate=bool(data["evaluate"]))
+                   steps=data["steps"], evaluate=bool(data["evaluate"]), recipe_sha256=data.get("recipe_sha256"))
 
     def differences(self, other: "SweepSpec") -> list[str]:
-        """Human-readable fields in which ``other`` differs from this spec."""
+        """Human-readable fields in which ``other`` differs from this spec (the recipe's digest aside: see
+        ``Sweep.check_recipe_unchanged``)."""
         mine, theirs = self.as_json(), other.as_json()
-        return [f"{k}: {mine[k]!r} here, {theirs[k]!r} asked for" for k in mine if mine[k] != theirs[k]]
+        return [f"{k}: {mine[k]!r} here, {theirs[k]!r} asked for" for k in mine
+                if k != "recipe_sha256" and mine[k] != theirs.get(k)]

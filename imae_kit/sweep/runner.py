@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import attrs
 from imae_kit.errors import DivergenceError, RecipeError, RunError
 from imae_kit.recipe import load_recipe, parse_override_value
 from imae_kit.report import headline
@@ -67,6 +69,7 @@ class Sweep:
         for point in grid_points(spec.grid):  # every point's recipe is checked before any training
             recipe = load_recipe(spec.recipe, spec.fixed + point.overrides, steps=spec.steps)
             name = name or recipe.name
+        spec = attrs.evolve(spec, recipe_sha256=recipe_digest(spec.recipe))
         path = Path(out) if out is not None else Path(runs_base) / "sweeps" / str(name)
         sweep = cls(path, spec)
         if sweep.spec_path.is_file():
@@ -75,6 +78,8 @@ class Sweep:
             if diffs:
                 raise RunError(f"{path} holds a different sweep ({'; '.join(diffs)}); continue it with the "
                                f"same command, or choose another --out")
+            sweep = cls(path, stored)
+            sweep.check_recipe_unchanged()
         elif path.exists() and (not path.is_dir() or any(not _sweep_entry(p.name) for p in path.iterdir())):
             raise RunError(f"{path} exists and is not a sweep directory (no sweep.json); choose another --out")
         else:  # another worker may be creating it at this instant: same spec, same file; a different one is refused
@@ -85,6 +90,20 @@ class Sweep:
                 raise RunError(f"{path} was just created by another worker for a different sweep "
                                f"({'; '.join(stored.differences(spec))}); choose another --out")
         return sweep
+
+    def check_recipe_unchanged(self) -> None:
+        """Refuse to train another point when the recipe file's text is no longer the one the sweep began with
+        (sweep.json's ``recipe_sha256``): its points would silently mix two recipes."""
+        began = self.spec.recipe_sha256
+        if began is None:  # a sweep from before the digest was kept
+            return
+        now = recipe_digest(self.spec.recipe)
+        if now != began:
+            state = "is gone" if now is None else "has changed"
+            raise RunError(f"{self.spec.recipe} {state} since the sweep in {self.path} began (sweep.json keeps "
+                           f"the SHA-256 of the text its points train from): the points would mix two recipes. "
+                           f"Restore the file's text (e.g. git diff {self.spec.recipe}) to continue this sweep, "
+                           f"or sweep the new text into another --out")
 
     def claim_path(self, point: SweepPoint) -> Path:
         """The lock file a worker holds while it trains ``point``."""
@@ -159,6 +178,8 @@ class Sweep:
                   announce: Callable[[SweepPoint, str], None] | None) -> str:
         """Train (or evaluate) one claimed point in this process; its outcome's status."""
         rd = self.run_path(point)
+        if status != "completed":  # an evaluation alone reads the run's own recipe.toml
+            self.check_recipe_unchanged()
         if announce:
             announce(point, "starting" if status == "pending" else f"{status}, continuing")
         overrides = self.spec.fixed + point.overrides
@@ -243,6 +264,8 @@ class Sweep:
             if announce:
                 announce(point, f"{status}, kept")
             return
+        if status != "completed":  # an evaluation alone reads the run's own recipe.toml
+            self.check_recipe_unchanged()
         claim = contextlib.ExitStack()
         if not claim.enter_context(self.claimed(point)):
             claim.close()
@@ -311,6 +334,14 @@ class Sweep:
     def name(self) -> str:
         """The sweep's label in tables and figure legends: its directory name."""
         return self.path.name
+
+
+def recipe_digest(path: str | Path) -> str | None:
+    """The SHA-256 of a recipe file's bytes (None if it cannot be read)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _sweep_entry(name: str) -> bool:
