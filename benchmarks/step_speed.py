@@ -24,7 +24,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from reference_loop import imae_loss, mnist_networks  # noqa: E402
+from reference_loop import EQ10_OVERRIDES, imae_loss, mnist_networks  # noqa: E402
 
 from imae_kit.data.base import DataSplits, TensorImages  # noqa: E402
 from imae_kit.recipe import load_recipe  # noqa: E402
@@ -46,7 +46,8 @@ def fake_mnist(n: int, seed: int = 0) -> DataSplits:
 def time_composed(splits: DataSplits, steps: int, batch_size: int, log_every: int, precision: str) -> float:
     """Seconds for ``steps`` steps of the real trainer on the IMAE MNIST recipe."""
     recipe = load_recipe(RECIPE, overrides=[f"train.batch_size={batch_size}", f"train.log_every={log_every}",
-                                            "train.checkpoint_every=0", f'train.precision="{precision}"'],
+                                            "train.checkpoint_every=0", f'train.precision="{precision}"',
+                                            *EQ10_OVERRIDES],
                          steps=steps)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(recipe, RunDir.create("bench", out=Path(tmp) / "run"), progress=False, splits=splits)

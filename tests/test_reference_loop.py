@@ -15,7 +15,7 @@ from imae_kit.model import build_model
 from conftest import RECIPES, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from reference_loop import imae_loss  # noqa: E402
+from reference_loop import EQ10_OVERRIDES, imae_loss  # noqa: E402
 
 
 @pytest.mark.parametrize("beta", [1.0, 5.0])
@@ -23,7 +23,8 @@ def test_composed_imae_loss_matches_hand_written_loss(beta):
     # xi = 1e-2: with the default 1e-6 the finite difference sits at float32 rounding level, so two
     # correct implementations that round differently find slightly different VAT directions.
     recipe = load_recipe(RECIPES / "imae_mnist.toml",
-                         overrides=[f"vars.beta={beta}", "objective.terms.vat.params={ eps = 1.0, xi = 1e-2 }"])
+                         overrides=[f"vars.beta={beta}", "objective.terms.vat.params={ eps = 1.0, xi = 1e-2 }",
+                                    *EQ10_OVERRIDES])
     torch.manual_seed(0)
     model = build_model(recipe.model, (1, 28, 28))
     objective = Objective.from_spec(recipe.objective)
