@@ -42,7 +42,7 @@ def test_show_prints_resolved_recipe_and_weighted_sum(cli_runner, monkeypatch):
     result = cli_runner("show", RECIPES / "imae_mnist.toml", "--set", "vars.beta=3")
     assert result.exit_code == 0, result.output
     assert re.search(r"^weight = 3(\.0)?$", result.output, re.M) and re.search(r"^weight = 6(\.0)?$", result.output, re.M)
-    assert ("maximise  reconstruction + 3 * discrete_mi - 3 * vat - 3 * marginal_kl - 6 * total_correlation"
+    assert ("maximise  reconstruction + 3 * discrete_mi - 30 * vat - 3 * marginal_kl - 6 * total_correlation"
             in result.output)
     assert "monitored only  posterior_kl, aggregate_kl" in result.output
 
@@ -58,7 +58,7 @@ def test_compare_recipes_term_by_term(cli_runner, monkeypatch):
     cells = [c.strip() for c in rows["total_correlation"].split("│")[2:-1]]
     assert cells == ["-10 [estimator='batch']", "monitor", "monitor", "monitor"]
     cells = [c.strip() for c in rows["discrete_mi"].split("│")[2:-1]]
-    assert cells == ["+5", "monitor", "monitor", "monitor"]
+    assert cells == ["+5 [conditional_weight=0.25]", "monitor", "monitor", "monitor"]
     assert "capacity_kl" in rows and "posterior_kl" in rows
 
 

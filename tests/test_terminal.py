@@ -130,7 +130,7 @@ def test_show_compare_data_list_and_sweep_tables_cut_nothing_at_60_columns(tmp_p
     result = invoke_cli("show", RECIPES / "imae_mnist.toml")
     assert result.exit_code == 0 and "…" not in result.output
     flat = " ".join(result.output.split())
-    assert 'description = "IMAE (PAPER.md eq. 10) on MNIST"' in flat
+    assert 'description = "IMAE (PAPER.md eq. 10, y terms weighted as IMSAT does) on MNIST"' in flat
     assert 'monitor = ["posterior_kl", "aggregate_kl"]' in flat
     assert 'params = { scale = 1.0, estimator = "batch" }' in flat
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -12,13 +13,19 @@ from imae_kit.recipe import load_recipe, parse_recipe
 from imae_kit.runs import RunDir, load_checkpoint
 from imae_kit.training import Trainer, epoch_permutation, index_batches, run
 
-from conftest import MINIMAL_RECIPE, RECIPES, TOY_OVERRIDES
+from conftest import MINIMAL_RECIPE, RECIPES, REPO, TOY_OVERRIDES
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from reference_loop import EQ10_OVERRIDES  # noqa: E402
 
 STEPS = 300
 
 
 def _train(tmp_path, method: str, extra: tuple[str, ...] = (), steps: int = STEPS, name: str = "run"):
-    outcome = run(str(RECIPES / f"{method}_mnist.toml"), overrides=TOY_OVERRIDES + extra, steps=steps,
+    # these tests are about the trainer and the terms' senses, so IMAE runs as PAPER.md eq. 10 (the MNIST
+    # recipe's IMSAT weighting of the y terms is tuned for MNIST, not for the toy glyphs)
+    paper = EQ10_OVERRIDES if method == "imae" else ()
+    outcome = run(str(RECIPES / f"{method}_mnist.toml"), overrides=TOY_OVERRIDES + paper + extra, steps=steps,
                   out=str(tmp_path / name), evaluate=False, progress=False)
     return outcome.train.run_dir.read_metrics()
 
