@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 import numpy as np
