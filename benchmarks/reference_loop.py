@@ -45,12 +45,15 @@ def _log_normal(z, mu, sigma):
 
 
 def imae_loss(enc: nn.Module, dec: nn.Module, x: torch.Tensor, *, beta: float, gamma: float, k1: int,
-              temperature: float = 0.67, eps: float = 1.0, xi: float = 1e-6,
+              temperature: float = 0.67, eps: float = 1.0, xi: float = 1e-6, hvp: str = "exact",
               bf16: bool = False) -> tuple[torch.Tensor, dict]:
     """The negated IMAE objective for one batch, and its parts: recon + beta (I - VAT) - beta KL - gamma TC.
 
-    ``bf16``: the networks under CPU autocast (outputs back in fp32), VAT's probe in fp32 against an fp32
-    target, the final VAT pass in bf16, as imae-kit's ``train.precision = "bf16"`` does."""
+    ``hvp``: VAT's Hessian-vector product, ``"exact"`` (H d = J^T (diag p - p p^T) J d, here by double
+    backward: an independent route from imae-kit's forward-mode one) or ``"finite_difference"`` (step xi).
+    ``bf16``: the networks under CPU autocast (outputs back in fp32); the exact product in bf16, or the
+    finite difference's probe in fp32 against an fp32 target; the final VAT pass in bf16, as imae-kit's
+    ``train.precision = "bf16"`` does."""
     b = x.shape[0]
     mu, sigma, log_p = _encode(enc, x, k1, bf16)
     z = mu + sigma * torch.empty(mu.shape).normal_()
@@ -71,17 +74,26 @@ def imae_loss(enc: nn.Module, dec: nn.Module, x: torch.Tensor, *, beta: float, g
     for m in bns:
         m.track_running_stats = False
     target = log_p.detach()
-    probe_target = target
-    if bf16:
-        with torch.no_grad():
-            probe_target = _encode(enc, x, k1)[2]
     d = torch.randn_like(x)
     d = d / d.abs().amax(1, keepdim=True)
     d = d / d.norm(dim=1, keepdim=True)
-    probe = (xi * d).requires_grad_(True)
     with torch.enable_grad():
-        kl = _kl_categorical(probe_target, _encode(enc, x + probe, k1)[2]).sum()
-        (grad,) = torch.autograd.grad(kl, probe)
+        if hvp == "exact":
+            xg = x.detach().requires_grad_(True)
+            log_p_at_x = _encode(enc, xg, k1, bf16)[2]
+            v = torch.zeros_like(log_p_at_x, requires_grad=True)
+            (jt_v,) = torch.autograd.grad(log_p_at_x, xg, v, create_graph=True, retain_graph=True)  # J^T v
+            (jd,) = torch.autograd.grad(jt_v, v, d)  # J d: J^T v is linear in v
+            p_at_x = log_p_at_x.detach().exp()
+            (grad,) = torch.autograd.grad(log_p_at_x, xg, p_at_x * (jd - (p_at_x * jd).sum(-1, keepdim=True)))
+        else:
+            probe_target = target
+            if bf16:
+                with torch.no_grad():
+                    probe_target = _encode(enc, x, k1)[2]
+            probe = (xi * d).requires_grad_(True)
+            kl = _kl_categorical(probe_target, _encode(enc, x + probe, k1)[2]).sum()
+            (grad,) = torch.autograd.grad(kl, probe)
     grad = grad / grad.abs().amax(1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     r_adv = eps * grad / grad.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     vat = _kl_categorical(target, _encode(enc, x + r_adv, k1, bf16)[2]).mean()

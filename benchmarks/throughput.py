@@ -9,18 +9,27 @@ In one run:
 3. the real trainer's steps at several batch sizes in both precisions: images/s, achieved GFLOP/s and the
    ratio to the bf16 peak, and the speed-up over the baseline (fp32, batch 64) measured in the same run.
 
+4. at the recipe's default batch in bf16 where the CPU has it (else fp32), two measured levers side by side:
+   VAT's Hessian-vector product (``hvp = "exact"``, the default, against Miyato et al.'s finite difference
+   with fp32 networks) and the allocator (``imae_kit.memory``'s kept pages against glibc's defaults, the
+   latter in a child process with ``IMAE_KIT_MALLOC=system``, since the setting is process-wide).
+
 Each timing is the median over ``--steps`` steps (after ``--warmup``) of the trainer's own loop body: the
 batch, ``Trainer.forward`` (every term, VAT's passes), the finiteness checks, backward and Adam; the run's
 bookkeeping (logging, checkpoints) is left out. The median resists the noise of a shared machine.
 
     python benchmarks/throughput.py [--recipe dsprites] [--recipe mnist] [--batch-sizes 64,256,1024,2048]
                                     [--precisions fp32,bf16] [--steps 8] [--threads N] [--synthetic]
+                                    [--no-levers]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from imae_kit.data.base import DataSplits, TensorImages
 from imae_kit.errors import ImaeKitError
+from imae_kit.precision import cpu_has_native_bf16
 from imae_kit.recipe import load_recipe
 from imae_kit.training import Trainer, index_batches, load_data
 
@@ -64,17 +74,20 @@ def synthetic_splits(like: str, n: int = 8192) -> DataSplits:
     return DataSplits(train=ds, test=ds, description="synthetic")
 
 
-def recipe_for(name: str, batch: int, precision: str, steps: int):
-    """The IMAE recipe of ``name`` at this batch size and precision, logging rarely, no periodic checkpoint."""
+def recipe_for(name: str, batch: int, precision: str, steps: int, hvp: str | None = None):
+    """The IMAE recipe of ``name`` at this batch size and precision, logging rarely, no periodic checkpoint
+    (``hvp``: VAT's Hessian-vector product, if not the recipe's)."""
+    extra = [f'objective.terms.vat.params.hvp="{hvp}"'] if hvp else []
     return load_recipe(RECIPES / f"imae_{name}.toml", overrides=[
         f"train.batch_size={batch}", f'train.precision="{precision}"', f"train.log_every={10**6}",
-        "train.checkpoint_every=0"], steps=steps)
+        "train.checkpoint_every=0", *extra], steps=steps)
 
 
-def step_seconds(name: str, batch: int, precision: str, steps: int, warmup: int, splits: DataSplits) -> float:
+def step_seconds(name: str, batch: int, precision: str, steps: int, warmup: int, splits: DataSplits,
+                 hvp: str | None = None) -> float:
     """Median wall seconds of one training step: the trainer's own loop body (batch, ``Trainer.forward``, the
     finiteness checks, backward, gradient check, Adam) on a fresh trainer, after ``warmup`` steps."""
-    trainer = Trainer(recipe_for(name, batch, precision, warmup + steps), None, progress=False, splits=splits)
+    trainer = Trainer(recipe_for(name, batch, precision, warmup + steps, hvp), None, progress=False, splits=splits)
     batches = index_batches(trainer.recipe.train.seed, len(trainer.train_set), batch, 0)
     times = []
     for i in range(warmup + steps):
@@ -102,6 +115,30 @@ def step_flops(name: str, batch: int, precision: str, splits: DataSplits) -> tup
     return counter.get_total_flops(), trainer
 
 
+def system_malloc_step_seconds(name: str, batch: int, precision: str, args: argparse.Namespace) -> float:
+    """``step_seconds`` in a child process under glibc's default allocator (``IMAE_KIT_MALLOC=system``)."""
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import throughput as T; "
+            f"import torch; torch.set_num_threads({torch.get_num_threads()}); "
+            f"splits = T.synthetic_splits({name!r}) if {args.synthetic!r} else "
+            f"T.load_data(T.recipe_for({name!r}, 64, 'fp32', 1)); "
+            f"print(json.dumps(T.step_seconds({name!r}, {batch}, {precision!r}, {args.steps}, {args.warmup}, splits)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "IMAE_KIT_MALLOC": "system"})
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def levers(name: str, splits: DataSplits, args: argparse.Namespace) -> None:
+    """Step time at the recipe's default batch with each measured lever on and off, side by side."""
+    batch = load_recipe(RECIPES / f"imae_{name}.toml").train.batch_size
+    precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    exact = step_seconds(name, batch, precision, args.steps, args.warmup, splits)
+    fd = step_seconds(name, batch, precision, args.steps, args.warmup, splits, hvp="finite_difference")
+    system = system_malloc_step_seconds(name, batch, precision, args)
+    print(f"levers at batch {batch}, {precision}: this step {exact * 1e3:.0f} ms ({batch / exact:.0f} images/s); "
+          f"VAT by finite difference {fd * 1e3:.0f} ms ({fd / exact:.2f}x); glibc's default allocator "
+          f"{system * 1e3:.0f} ms ({system / exact:.2f}x)")
+
+
 def main() -> None:
     """Measure and print."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -112,6 +149,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of the real data sets")
+    ap.add_argument("--no-levers", action="store_true", help="skip the side-by-side lever timings")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,6 +180,7 @@ def main() -> None:
                 cells.append(f"{p} " + " ".join(f"{r:.0f}" for r in rates))
             print(f"layer shapes {shapes} at batch {b}, GFLOP/s: " + "; ".join(cells))
 
+        step_seconds(name, 64, "fp32", 1, 2, splits)  # a throw-away trainer: the first one in a process is slow
         base_seconds = step_seconds(name, 64, "fp32", args.steps, args.warmup, splits)
         base_ips = 64 / base_seconds
         print(f"baseline fp32 batch 64: {base_ips:.0f} images/s")
@@ -154,6 +193,8 @@ def main() -> None:
                 gflops = flops[b, p] / per_step / 1e9
                 print(f"{b:>6} {p:>5} {flops[b, p] / b / 1e6:>9.1f} {ips:>9.0f} {gflops:>8.0f} "
                       f"{gflops / peak['bf16']:>11.1%} {gflops / peak['fp32']:>11.1%} {ips / base_ips:>10.2f}x")
+        if not args.no_levers:
+            levers(name, splits, args)
     sys.stdout.flush()
 
 

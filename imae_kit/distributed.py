@@ -137,6 +137,11 @@ class _Gather(torch.autograd.Function):
         return torch.cat(parts, dim=0)
 
     @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor, _process: None) -> torch.Tensor:
+        """Forward mode (VAT's exact Hessian-vector product): gathering is linear, so the tangents gather too."""
+        return _Gather.forward(ctx, tangent, ctx.process)
+
+    @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         p: ProcessContext = ctx.process
         grad = grad.contiguous()
@@ -158,6 +163,11 @@ class _AllReduceSum(torch.autograd.Function):
         out = tensor.contiguous().clone()
         _collective("summing over processes", dist.all_reduce, out, group=process.group)
         return out
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor, _process: None) -> torch.Tensor:
+        """Forward mode (VAT's exact Hessian-vector product): the sum is linear, so the tangents are summed."""
+        return _AllReduceSum.forward(ctx, tangent, ctx.process)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:

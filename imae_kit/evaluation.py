@@ -22,6 +22,7 @@ import torch
 from imae_kit import figures
 from imae_kit.data.base import DataSplits
 from imae_kit.errors import RecipeError
+from imae_kit.memory import keep_freed_memory
 from imae_kit.metrics.base import FigureRequest, MetricContext, MetricResult, missing_needs
 from imae_kit.metrics.encodings import Encodings, encode_dataset
 from imae_kit.metrics.information import subset_indices
@@ -74,6 +75,7 @@ def evaluate(model, splits: DataSplits, *, out_dir: str | Path, settings: EvalSe
     that the data cannot serve is refused first (``check_metrics``), with nothing written."""
     settings = settings or EvalSettings()
     check_metrics(settings, splits)
+    keep_freed_memory()  # the encoding batches reuse their pages (imae_kit.memory)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

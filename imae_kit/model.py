@@ -12,6 +12,7 @@ from torch import nn
 from imae_kit.distributions import RelaxedOneHot
 from imae_kit.errors import RecipeError
 from imae_kit.networks import INPUTS as NETWORK_INPUTS
+from imae_kit.networks import Linear
 from imae_kit.precision import compute_dtype, networks_autocast
 from imae_kit.recipe.spec import ModelSpec
 from imae_kit.step import Posterior, Samples
@@ -32,7 +33,7 @@ class Encoder(nn.Module):
         self.body = body
         self.latent_continuous = latent_continuous
         self.latent_discrete = latent_discrete
-        self.head = nn.Linear(body_out, 2 * latent_continuous + latent_discrete)
+        self.head = Linear(body_out, 2 * latent_continuous + latent_discrete)
 
     def forward(self, x: torch.Tensor) -> Posterior:
         """Encode a flattened batch into p(y|x) and p(z|x) (PAPER.md, Model); the outputs are fp32."""
@@ -59,7 +60,7 @@ class Decoder(nn.Module):
         self.body = body
         if not head and body_out != data_dim:
             raise ValueError(f"a decoder body without a final Linear must produce {data_dim} logits, not {body_out}")
-        self.head = nn.Linear(body_out, data_dim) if head else nn.Identity()
+        self.head = Linear(body_out, data_dim) if head else nn.Identity()
 
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> dist.Independent:
         """Decode a (relaxed) one-hot y and a continuous z into a Bernoulli over pixels (fp32 logits)."""

@@ -22,13 +22,47 @@ import math
 from typing import ClassVar
 
 import attrs
+import torch
 from torch import nn
+from torch.autograd import forward_ad
 
 from imae_kit.params import bool_field, choice_field, int_field, int_list_field
 from imae_kit.registry import register_network
 
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
 INPUTS = ("flat", "image")
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose forward-mode pass costs two matrix products, not three.
+
+    PyTorch's tangent of ``addmm`` is ``x_t W^T + x W_t^T`` and it materialises the weight's zero tangent, so
+    each layer of VAT's exact Hessian-vector product (imae_kit.terms.information) paid a third product of the
+    layer's full size against zeros. Given a dual input, this layer computes the value and the tangent
+    ``x_t W^T`` itself (the weights carry no tangent). Otherwise, and in its parameters and state dict, it is
+    ``nn.Linear``.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
+        primal, tangent = forward_ad.unpack_dual(input)
+        if tangent is None:
+            return super().forward(input)
+        value = super().forward(primal)
+        with torch.no_grad():  # the tangent needs no graph (and under autocast reuses the cached bf16 weight)
+            tangent_out = nn.functional.linear(tangent, self.weight)
+        return forward_ad.make_dual(value, tangent_out)
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that normalises a bf16 (or fp16) input in fp32 and hands the result back in the
+    input's dtype, as PyTorch's mixed-dtype kernel does (it accumulates in fp32 too). The difference is
+    forward-mode AD, which VAT's exact Hessian-vector product uses: PyTorch's tangent of a bf16 input with
+    fp32 parameters comes out in fp32 beside a bf16 value, and the next Linear refuses the pair."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
+        if input.dtype in (torch.bfloat16, torch.float16):
+            return super().forward(input.float()).to(input.dtype)
+        return super().forward(input)
 
 
 @register_network("mlp")
@@ -54,9 +88,9 @@ class MLP:
         width = in_shape if isinstance(in_shape, int) else math.prod(in_shape)
         layers: list[nn.Module] = []
         for h in self.hidden:
-            layers.append(nn.Linear(width, h))
+            layers.append(Linear(width, h))
             if self.batch_norm:
-                layers.append(nn.BatchNorm1d(h))
+                layers.append(BatchNorm1d(h))
             layers.append(_ACTIVATIONS[self.activation]())
             width = h
         return nn.Sequential(*layers), (width if isinstance(in_shape, int) else (width,))
@@ -139,7 +173,7 @@ class Conv:
             layers += [nn.Conv2d(width, ch, KERNEL, STRIDE, padding=pad if i == 0 else 1), act()]
             width = ch
         grid = (side // 2 + pad - 1) // 2 ** (len(self.channels) - 1)
-        layers += [nn.Flatten(1), nn.Linear(width * grid * grid, self.hidden), act()]
+        layers += [nn.Flatten(1), Linear(width * grid * grid, self.hidden), act()]
         return nn.Sequential(*layers), (self.hidden,)
 
     def _decoder(self, features: int, target: tuple[int, ...], act: type[nn.Module]
@@ -147,8 +181,8 @@ class Conv:
         c, side, pad = self._geometry(target)
         grid = (side // 2 + pad - 1) // 2 ** (len(self.channels) - 1)
         mirrored = tuple(reversed(self.channels))
-        layers: list[nn.Module] = [nn.Linear(features, self.hidden), act(),
-                                   nn.Linear(self.hidden, mirrored[0] * grid * grid), act(),
+        layers: list[nn.Module] = [Linear(features, self.hidden), act(),
+                                   Linear(self.hidden, mirrored[0] * grid * grid), act(),
                                    nn.Unflatten(1, (mirrored[0], grid, grid))]
         outs = mirrored[1:] + (c,)
         width = mirrored[0]

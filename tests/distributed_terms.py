@@ -40,7 +40,8 @@ def terms(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, object]]:
     load_plugin_file(PLUGIN)
     mmd = get("term", "mmd")
     return [("reconstruction", Reconstruction()), ("discrete_mi", DiscreteMutualInformation()),
-            ("vat", VirtualAdversarialSmoothness(xi=1e-3)),
+            ("vat", VirtualAdversarialSmoothness()),  # the exact product: forward-mode AD through the global BN
+            ("vat/finite_difference", VirtualAdversarialSmoothness(xi=1e-3, hvp="finite_difference")),
             *[(f"marginal_kl/{e}", MarginalKL(estimator=e)) for e in ("batch", "mws", "mss")],
             *[(f"total_correlation/{e}", TotalCorrelation(estimator=e)) for e in ("batch", "mws", "mss")],
             ("posterior_kl", PosteriorKL()), ("aggregate_kl/batch", AggregateKL()),

@@ -40,7 +40,7 @@ def test_every_term_and_its_gradients_over_two_processes_equal_one_process(two_p
     """For each built-in term and the MMD plugin: 2 processes x 4 examples give the value and, after DDP's
     average, the gradient of every parameter that 1 process gives on the same 8 (float64, BatchNorm included)."""
     one = distributed_terms.compute(distributed.ProcessContext())
-    assert set(one) == set(two_process_terms) and len(one) == 15
+    assert set(one) == set(two_process_terms) and len(one) == 16
     for label, (value, grads) in one.items():
         value2, grads2 = two_process_terms[label]
         assert math.isfinite(value) and value2 == pytest.approx(value, rel=1e-10, abs=1e-12), label

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 
 from imae_kit.errors import RecipeError
 from imae_kit.model import build_model
-from imae_kit.networks import MLP, Conv, outer_padding
+from imae_kit.networks import MLP, BatchNorm1d, Conv, Linear, outer_padding
 from imae_kit.objective import Objective
 from imae_kit.recipe import load_recipe
 
@@ -154,3 +155,45 @@ def test_a_conv_recipe_trains_a_few_steps_on_small_data(tmp_path, one_thread):
     after = load_run(tmp_path / "run").model.state_dict()
     assert set(after) == set(before)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("encoder.body.1.0"))
+
+
+# --------------------------------------------------------------------------- forward mode (VAT's exact product)
+
+def _forward_mode(layer, x, t):
+    with forward_ad.dual_level():
+        return forward_ad.unpack_dual(layer(forward_ad.make_dual(x, t)))
+
+
+def test_linear_forward_mode_gives_torchs_value_and_tangent_with_two_matrix_products():
+    """networks.Linear under a dual input: the same value and tangent as nn.Linear, but no third product
+    against the weight's zero tangent (counted with FlopCounterMode: 2 x 2 B I O FLOPs, not 3)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.manual_seed(0)
+    ours = Linear(64, 32)
+    theirs = torch.nn.Linear(64, 32)
+    theirs.load_state_dict(ours.state_dict())
+    x, t = torch.randn(8, 64, dtype=torch.float64), torch.randn(8, 64, dtype=torch.float64)
+    ours.double(), theirs.double()
+    counted = []
+    for layer in (ours, theirs):
+        with FlopCounterMode(display=False) as counter:
+            value, tangent = _forward_mode(layer, x, t)
+        counted.append(counter.get_total_flops())
+        assert torch.allclose(value, x @ layer.weight.T + layer.bias) and torch.allclose(tangent, t @ layer.weight.T)
+    assert counted == [2 * 2 * 8 * 64 * 32, 3 * 2 * 8 * 64 * 32]
+    assert torch.equal(ours(x), theirs(x)) and forward_ad.unpack_dual(ours(x)).tangent is None
+
+
+def test_batch_norm_runs_forward_mode_under_bf16_autocast_as_torchs_does_not():
+    """networks.BatchNorm1d normalises a bf16 input in fp32: the same values as PyTorch's mixed-dtype
+    kernel, and a tangent in the value's dtype, so the next bf16 Linear accepts the pair."""
+    torch.manual_seed(1)
+    ours, theirs = BatchNorm1d(16), torch.nn.BatchNorm1d(16)
+    x = (3 * torch.randn(32, 16) + 1).bfloat16()
+    assert torch.equal(ours(x), theirs(x))
+    after = torch.nn.Linear(16, 4).bfloat16()
+    t = torch.randn(32, 16).bfloat16()
+    value, tangent = _forward_mode(lambda v: after(ours(v)), x, t)
+    assert value.dtype == tangent.dtype == torch.bfloat16
+    with pytest.raises(RuntimeError, match="dtype"):  # the control: PyTorch's own layer hands on an fp32 tangent
+        _forward_mode(lambda v: after(theirs(v)), x, t)

@@ -10,9 +10,11 @@ from typing import Any, Callable, ClassVar, Iterator
 import attrs
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 
 from imae_kit.estimators import categorical_entropy, categorical_kl, log_mean_probs
-from imae_kit.params import float_field, int_field
+from imae_kit.errors import RecipeError
+from imae_kit.params import choice_field, float_field, int_field
 from imae_kit.precision import full_precision, terms_autocast
 from imae_kit.registry import register_term
 from imae_kit.step import Step
@@ -95,31 +97,43 @@ def _unit_rows(d: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tenso
     return flat.reshape(d.shape)
 
 
+HVP_METHODS = ("exact", "finite_difference")
+
+
 @register_term("vat")
 @attrs.frozen
 class VirtualAdversarialSmoothness:
     """Virtual adversarial loss E_x KL(p(y|x) || p(y|x + r_adv)), ||r_adv|| = eps (PAPER.md eq. 11, footnote 2).
 
     r_adv approximates argmax_{||r|| <= eps} KL(p(y|x) || p(y|x + r)) by ``power_iterations`` steps of
-    the power method on the Hessian of that KL at r = 0, each Hessian-vector product taken by a finite
-    difference of step ``xi`` (Miyato et al. 2018, who use xi = 1e-6 and one iteration; those are the
-    defaults). eps = 1 as in every experiment of the paper. The norm is per example over all pixels.
-    In float32, xi = 1e-6 is near rounding level: the first iteration's direction is still far better
-    than a random one, but further iterations gain little; an example whose difference vanishes
-    entirely keeps its current (at first random) direction, so every perturbation has norm eps.
+    the power method on H, the Hessian of that KL in r at r = 0 (Miyato et al. 2018: one iteration from a
+    random direction; eps = 1 as in every experiment of the paper). The norm is per example over all pixels.
+
+    ``hvp`` says how each iteration takes the product H d:
+
+    - ``"exact"`` (the default): at r = 0 the target is p = p(y|x) itself, so H = J^T (diag p - p p^T) J
+      with J the Jacobian of the logits in x (the KL's second-order term vanishes there). J d comes from one
+      forward-mode pass (``torch.autograd.forward_ad``) and J^T u from one reverse pass to the input, both in
+      the recipe's precision: H d is a product of linear maps, with no difference to lose to rounding.
+    - ``"finite_difference"``: Miyato et al.'s grad_r KL at r = xi d, divided by xi. With xi = 1e-6 this
+      lives at float32's rounding level: on binary images such as dSprites a pixel at 1 does not move at all
+      (1 + 1e-8 rounds to 1), and at initialisation the median cosine between this product and H d (float64)
+      was 0.00 on dSprites and 0.16 on MNIST (``benchmarks/vat_direction.py``). Under bf16 the power
+      method runs with the networks in fp32 (``imae_kit.precision.full_precision``) against an fp32 target
+      p(y|x), since xi is far below bf16's resolution too.
+
+    An example whose product vanishes (all zero, or not finite) keeps its current (at first random)
+    direction, so every perturbation has norm eps. The final pass at x + r_adv runs in the recipe's precision.
 
     PAPER.md eq. 11 writes the cross-entropy H(p(y|x), p(y|x+r)); it equals this KL plus H(p(y|x)),
     which carries no gradient because the target p(y|x) is detached, so we report the KL (0 for a
     perfectly smooth encoder). Gradients reach the encoder only through p(y|x + r_adv).
 
-    Under bf16 (``train.precision``) the power method runs with the networks in fp32
-    (``imae_kit.precision.full_precision``) against an fp32 target p(y|x): xi = 1e-6 is far below bf16's
-    resolution, and the bf16 main pass's p(y|x) differs from fp32's by far more than the probe moves it, so
-    either alone would leave the direction random. The final pass at x + r_adv runs in the recipe's precision.
-
     The extra forward passes go through ``step.encode`` with the running statistics of normalisation
     layers frozen (see ``running_statistics_frozen``), found through the module that ``step.encode``
-    belongs to: pass a bound method such as ``model.encode`` or the encoder module itself.
+    belongs to: pass a bound method such as ``model.encode`` or the encoder module itself. The exact
+    product needs an encoder that forward-mode AD can run through (every built-in body can); a plugin body
+    that cannot gets a clear error naming ``hvp = "finite_difference"``.
     """
 
     sense: ClassVar[str] = "minimize"
@@ -128,6 +142,9 @@ class VirtualAdversarialSmoothness:
     xi: float = float_field(1e-6, min=0.0, min_exclusive=True,
                             doc="finite-difference step of the power method (Miyato et al.)")
     power_iterations: int = int_field(1, min=1, doc="power-method iterations to find the adversarial direction")
+    hvp: str = choice_field("exact", HVP_METHODS, doc="how the power method takes the Hessian-vector product: "
+                            "'exact' (forward- and reverse-mode AD, in the recipe's precision) or "
+                            "'finite_difference' (Miyato et al.'s step xi, fp32 networks)")
 
     def __call__(self, step: Step) -> torch.Tensor:
         """Mean over the batch of KL(p(y|x) || p(y|x + r_adv)) in nats."""
@@ -143,14 +160,17 @@ class VirtualAdversarialSmoothness:
 
     def adversarial_perturbation(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor,
                                  target: torch.Tensor, *, exact_target: bool = False) -> torch.Tensor:
-        """r_adv [B, ...]: eps times the unit direction found by the power method (no graph attached);
-        ``exact_target`` recomputes the target p(y|x) in fp32 (for a ``target`` that came from a bf16 pass)."""
+        """r_adv [B, ...]: eps times the unit direction found by the power method (no graph attached).
+        ``target`` (the logits of p(y|x)) and ``exact_target`` (recompute it in fp32, for a ``target`` from a
+        bf16 pass) serve the finite difference; the exact product takes p(y|x) from its own pass at x."""
         with running_statistics_frozen(module_behind(encode)):
             return self._power_method(encode, x, target, exact_target=exact_target)
 
     def _power_method(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor, target: torch.Tensor,
                       exact_target: bool = False) -> torch.Tensor:
         """``adversarial_perturbation`` without the guard on normalisation statistics (the caller holds it)."""
+        if self.hvp == "exact":
+            return self._iterate_exact(encode, x)
         with full_precision():  # the finite difference needs fp32 networks (see the class docstring)
             if exact_target:
                 with torch.no_grad():
@@ -169,3 +189,37 @@ class VirtualAdversarialSmoothness:
             # current direction, so that every example is still perturbed by exactly eps.
             d = _unit_rows(grad.detach(), keep=d)
         return self.eps * d
+
+    def _iterate_exact(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor) -> torch.Tensor:
+        d = _unit_rows(torch.randn_like(x))
+        for _ in range(self.power_iterations):
+            d = _unit_rows(hessian_vector_product(encode, x, d), keep=d)
+        return self.eps * d
+
+
+
+def hessian_vector_product(encode: Callable[[torch.Tensor], Any], x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """H d [B, ...] with H, per example, the Hessian in r of KL(p(y|x) || p(y|x + r)) at r = 0, where the
+    KL's target is p(y|x) itself: H = J^T F J, F = diag(p) - p p^T the softmax's Jacobian, J that of the
+    logits in x. J d by forward-mode AD, then J^T (F J d) by a reverse pass to x (no parameter gradients);
+    the networks run in whatever precision the caller's autocast gives them, F in fp32."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        try:
+            with forward_ad.dual_level():
+                logits, jd = forward_ad.unpack_dual(encode(forward_ad.make_dual(xg, d.to(x.dtype))).logits)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "forward AD" not in str(exc) and "jvp" not in str(exc) and "dtype" not in str(exc):
+                raise
+            raise RecipeError(f"vat: hvp = 'exact' needs an encoder that forward-mode AD can run through, and "
+                              f"this one cannot ({exc}); set objective.terms.vat.params.hvp = "
+                              f"'finite_difference' (Miyato et al.'s finite difference)") from exc
+        if jd is None:  # the logits do not depend on x
+            return torch.zeros_like(x)
+        wide = torch.promote_types(logits.dtype, torch.float32)  # F in fp32 at least (float64 stays float64)
+        with terms_autocast(x.device.type):
+            p = logits.detach().to(wide).softmax(-1)
+            jd = jd.detach().to(wide)
+            u = p * (jd - (p * jd).sum(-1, keepdim=True))
+        (hd,) = torch.autograd.grad(logits, xg, grad_outputs=u.to(logits.dtype), allow_unused=True)
+    return torch.zeros_like(x) if hd is None else hd.detach()

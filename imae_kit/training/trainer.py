@@ -23,6 +23,7 @@ from imae_kit import distributed
 from imae_kit.data.base import ArrayDataset, DataSplits
 from imae_kit.data.order import index_batches, steps_per_epoch
 from imae_kit.errors import DiskWriteError, DivergenceError, RunError
+from imae_kit.memory import keep_freed_memory
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.objective import NonFiniteTermError, Objective, ObjectiveOutput
 from imae_kit.precision import compute_dtype, resolve_precision, step_autocast
@@ -67,6 +68,7 @@ class Trainer:
         self.progress_enabled = progress
         self.device = resolve_device(recipe.train.device)
         self.precision = resolve_precision(recipe.train.precision, self.device)
+        keep_freed_memory()  # large CPU tensors reuse their pages from step to step (imae_kit.memory)
         self.splits = splits if splits is not None else load_data(recipe)
         self.train_set: ArrayDataset = self.splits.train
         if self.device.type == "cuda" and hasattr(self.train_set, "to_device"):
