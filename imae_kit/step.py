@@ -87,6 +87,9 @@ class Step:
       why the gradients are then exactly those of one process on the global batch).
     - ``rank``, ``world_size``: this process and the number of processes (0 and 1 in one process).
     - ``precision``: 'fp32' or 'bf16', the arithmetic the networks ran in (the posterior is fp32 either way).
+    - ``index``: the rows of the training set this process's batch holds, [B] (None where the caller did not
+      say, e.g. a batch built by hand); ``data``: that training set (an ``ArrayDataset``), or None. For terms
+      with a per-example quantity of the data set (VAT's IMSAT radius).
 
     ``shared(key, compute)`` memoises a derived quantity for the step, so terms that need the same
     intermediate (the B x B x K log-density matrix of marginal_kl and total_correlation) compute it once.
@@ -103,6 +106,8 @@ class Step:
     precision: str = "fp32"
     rank: int = 0
     world_size: int = 1
+    index: torch.Tensor | None = None
+    data: Any = None
     _memo: dict = attrs.field(factory=dict, repr=False, init=False)
 
     def shared(self, key: Hashable, compute: Callable[[], Any]) -> Any:

@@ -303,6 +303,65 @@ def test_vat_hvp_refuses_an_unknown_method():
         term("vat", hvp="exakt")
 
 
+def _images(n: int = 40, side: int = 4, seed: int = 0):
+    from imae_kit.data.base import TensorImages
+    g = torch.Generator().manual_seed(seed)
+    return TensorImages(images=torch.rand(n, side, side, generator=g), labels=torch.zeros(n, dtype=torch.long),
+                        num_classes=1)
+
+
+def test_knn_distances_are_the_kth_nearest_other_image_by_brute_force():
+    from imae_kit.terms.information import knn_distances
+    data = _images()
+    flat = data.images.reshape(40, -1).to(D64)
+    want = []
+    for i in range(40):
+        others = sorted(float((flat[i] - flat[j]).norm()) for j in range(40) if j != i)
+        want.append(others[2])  # the 3rd nearest
+    got = knn_distances(data, 3)
+    assert torch.allclose(got.to(D64), torch.tensor(want, dtype=D64), rtol=1e-5)
+    assert knn_distances(data, 3) is got  # computed once per data set
+
+
+def test_vat_eps_knn_perturbs_each_example_by_eps_times_its_knn_distance():
+    """The value is the KL at x + eps * dist_k(x) * d, d the power method's unit direction (same random draw)."""
+    from imae_kit.terms.information import knn_distances
+    data = _images(n=40, side=4)
+    model = tiny_model(data_dim=16, k2=4, hidden=(32,), seed=2).eval()
+    index = torch.tensor([3, 17, 5, 0, 39, 21])
+    x = data.get_batch(index).x.reshape(6, -1)
+    step = attrs.evolve(make_step(model, x), index=index, data=data)
+    vat = term("vat", eps=0.25, eps_knn=2)
+    torch.manual_seed(4)
+    value = vat(step)
+    torch.manual_seed(4)
+    unit = term("vat", eps=1.0).adversarial_perturbation(model.encode, x, step.posterior.logits.detach())
+    radius = 0.25 * knn_distances(data, 2)[index]
+    assert torch.allclose((radius[:, None] * unit).norm(dim=1), radius)
+    want = est.categorical_kl(step.posterior.logits.detach(), model.encode(x + radius[:, None] * unit).logits).mean()
+    assert value.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_vat_eps_knn_refuses_a_step_without_its_rows_and_a_data_set_too_large():
+    from imae_kit.terms import information
+    model = tiny_model(data_dim=16, k2=4, hidden=(8,), seed=0).eval()
+    x = torch.rand(4, 16)
+    with pytest.raises(RecipeError, match="eps_knn = 0"):
+        term("vat", eps_knn=3)(make_step(model, x))
+    data = _images(n=40, side=4)
+    step = attrs.evolve(make_step(model, data.get_batch(torch.arange(4)).x.reshape(4, -1)), index=torch.arange(4),
+                        data=data)
+    old = information.KNN_MAX_WORK
+    information.KNN_MAX_WORK = 100.0
+    try:
+        with pytest.raises(RecipeError, match="40 training images of 16 pixels"):
+            term("vat", eps_knn=3)(step)
+    finally:
+        information.KNN_MAX_WORK = old
+    with pytest.raises(RecipeError, match="more than 40 images"):
+        term("vat", eps_knn=40)(step)
+
+
 def test_vat_leaves_batchnorm_running_statistics_alone(model_step):
     model, step = model_step
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]

@@ -127,3 +127,20 @@ def test_data_order_depends_only_on_seed_and_epoch():
     per_epoch = torch.cat([idx for _, idx in first[:7]])
     assert torch.equal(per_epoch, epoch_permutation(3, 0, n)[:49])
     assert len(set(per_epoch.tolist())) == 49
+
+
+def test_each_step_holds_its_batchs_rows_of_the_training_set(tmp_path, monkeypatch):
+    """The trainer tells the terms which training images the batch holds (Step.index, Step.data): the rows
+    of x are those images, and a term that needs them (VAT with eps_knn, IMSAT's radius) trains."""
+    from imae_kit.training import Trainer
+    seen = []
+    original = Trainer.make_step
+
+    def recording(self, x, step, index=None):
+        out = original(self, x, step, index)
+        seen.append(bool(torch.equal(out.data.get_batch(out.index).x, x)))
+        return out
+
+    monkeypatch.setattr(Trainer, "make_step", recording)
+    records = _train(tmp_path, "imae", ("objective.terms.vat.params={ eps = 0.25, eps_knn = 5 }",), steps=6)
+    assert len(records) >= 1 and seen and all(seen)

@@ -202,7 +202,7 @@ class DistributedTrainer(Trainer):
 
     # -- the step ---------------------------------------------------------------------------------
 
-    def make_step(self, x: torch.Tensor, step: int) -> Step:
+    def make_step(self, x: torch.Tensor, step: int, index: torch.Tensor | None = None) -> Step:
         """This process's slice of the step, through DDP (so that backward averages the gradients)."""
         if self._through_ddp:
             posterior, samples, likelihood = self.networks(x)
@@ -212,7 +212,8 @@ class DistributedTrainer(Trainer):
             likelihood = self.model.decode(samples.y, samples.z)
         return Step(x=x, posterior=posterior, samples=samples, likelihood=likelihood, encode=self.model.encode,
                     dataset_size=len(self.train_set), step=step, precision=self.model.precision,
-                    gather=self.process.gather, rank=self.process.rank, world_size=self.process.world_size)
+                    gather=self.process.gather, rank=self.process.rank, world_size=self.process.world_size,
+                    index=index, data=self.train_set)
 
     def _local_indices(self, index: torch.Tensor) -> torch.Tensor:
         return self.process.slice(index)
@@ -239,12 +240,13 @@ class DistributedTrainer(Trainer):
     def _monitor_record(self) -> dict[str, Any]:
         return self.process.broadcast(self.monitor(self.model) if self.process.is_main else None)
 
-    def _blame_gradient(self, x: torch.Tensor, rng_before: dict[str, torch.Tensor]) -> str:
+    def _blame_gradient(self, x: torch.Tensor, rng_before: dict[str, torch.Tensor],
+                        index: torch.Tensor | None = None) -> str:
         """As one process does, with every process agreeing on each term (their collectives stay in step)."""
         self._through_ddp = False
         try:
             set_device_rng_state(rng_before)
-            out = self.forward(x, self.step)
+            out = self.forward(x, self.step, index=index)
             params = [p for p in self._parameters if p.requires_grad]
             for label, value in out.active_values.items():
                 if not value.requires_grad:

@@ -7,6 +7,7 @@ checkpoint holds every RNG state, so a resumed run continues bit for bit where i
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -206,19 +207,23 @@ class Trainer:
                            f"{self.total_steps} steps; pass --steps N with N >= {self.step}")
         self._resume_prepared = True
 
-    def make_step(self, x: torch.Tensor, step: int) -> Step:
-        """Encode, sample and decode one batch into the Step every term reads."""
+    def make_step(self, x: torch.Tensor, step: int, index: torch.Tensor | None = None) -> Step:
+        """Encode, sample and decode one batch into the Step every term reads (``index``: the batch's rows of
+        the training set, when known)."""
         posterior = self.model.encode(x)
         samples = self.model.sample_latents(posterior)
         likelihood = self.model.decode(samples.y, samples.z)
         return Step(x=x, posterior=posterior, samples=samples, likelihood=likelihood, encode=self.model.encode,
-                    dataset_size=len(self.train_set), step=step, precision=self.model.precision)
+                    dataset_size=len(self.train_set), step=step, precision=self.model.precision,
+                    index=index, data=self.train_set)
 
-    def forward(self, x: torch.Tensor, step: int, *, log: bool = False) -> ObjectiveOutput:
+    def forward(self, x: torch.Tensor, step: int, *, log: bool = False,
+                index: torch.Tensor | None = None) -> ObjectiveOutput:
         """The objective of one batch: the Step and every weighted term, in one autocast region under bf16
-        (so each weight is cast to bf16 once for all the step's passes)."""
+        (so each weight is cast to bf16 once for all the step's passes). ``index``: the batch's rows of the
+        training set (the training loop passes them; a term that needs them says so)."""
         with step_autocast(self.device.type, compute_dtype(self.precision)):
-            return self.objective(self.make_step(x, step), log=log)
+            return self.objective(self.make_step(x, step, index), log=log)
 
     # -- what training over several processes (imae_kit.training.processes) changes ----------------
 
@@ -310,7 +315,8 @@ class Trainer:
                         # a resume at an epoch boundary torch warns about that order, which is intended here
                         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
                         self.scheduler.step()
-                x = self.train_set.get_batch(self._local_indices(index)).x.to(self.device, non_blocking=True)
+                local = self._local_indices(index)
+                x = self.train_set.get_batch(local).x.to(self.device, non_blocking=True)
                 log = self.step == 0 or (self.step + 1) % log_every == 0 or self.step + 1 == self.total_steps
                 watch = self.monitor is not None and ((self.step + 1) % eval_every == 0
                                                       or self.step + 1 == self.total_steps)
@@ -318,13 +324,13 @@ class Trainer:
                 rng_before = device_rng_state(self.device)
                 check = log or self.device.type != "cuda"  # on a GPU the host syncs of the checks wait for logging
                 try:
-                    out = self.forward(x, self.step, log=log)
+                    out = self.forward(x, self.step, log=log, index=local)
                     shown = self._global_output(out) if check else out  # over all processes, when several
                     if check:
                         self.objective.check_finite(shown, self.step)
                     self.optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
-                    self._clip_and_check_gradients(clip, x, rng_before, check=check)
+                    self._clip_and_check_gradients(clip, x, rng_before, check=check, index=local)
                 except (NonFiniteTermError, ValueError) as exc:
                     # weights that an earlier update made non-finite are the cause, whatever failed now;
                     # torch.distributions refuses non-finite parameters with a ValueError
@@ -375,7 +381,7 @@ class Trainer:
             self._diverged(exc)
 
     def _clip_and_check_gradients(self, clip: float, x: torch.Tensor, rng_before: dict[str, torch.Tensor],
-                                  check: bool = True) -> None:
+                                  check: bool = True, index: torch.Tensor | None = None) -> None:
         """Clip the gradient's global L2 norm to ``clip`` (0: no clipping), as torch.nn.utils.clip_grad_norm_
         does; with ``check``, raise NonFiniteTermError naming the term whose gradient is not finite (a
         non-finite update that goes unchecked is caught at the next check, by its weights)."""
@@ -392,8 +398,14 @@ class Trainer:
             return
         names = {p: n for n, p in self.model.named_parameters()}
         where = next((names[p] for p in params if not torch.isfinite(p.grad).all()), "?")
-        label = blame_gradient(self.forward, self._parameters, x, self.step, rng_before)
+        label = self._blame_gradient(x, rng_before, index)
         raise NonFiniteTermError(label, float(norm), self.step, quantity="gradient", where=where)
+
+    def _blame_gradient(self, x: torch.Tensor, rng_before: dict[str, torch.Tensor],
+                        index: torch.Tensor | None = None) -> str:
+        """The term whose gradient is not finite, by recomputing the step (imae_kit.training.divergence)."""
+        return blame_gradient(functools.partial(self.forward, index=index), self._parameters, x, self.step,
+                              rng_before)
 
     def _nonfinite_parameters(self) -> NonFiniteTermError | None:
         return nonfinite_parameters(self.model, self.step)
