@@ -7,6 +7,7 @@ alternating rounds so machine noise hits both alike. The composed side is the re
 checkpoint); the hand-written side is ``reference_loop.imae_loss`` with Adam in a bare loop.
 
     python benchmarks/step_speed.py [--steps 150] [--rounds 3] [--batch-size 100] [--threads N]
+                                    [--precision fp32|bf16] [--hvp finite_difference|exact]
 
 Prints steps/s for each and the ratio composed/hand-written time (goal: at most 1.10).
 """
@@ -43,11 +44,12 @@ def fake_mnist(n: int, seed: int = 0) -> DataSplits:
     return DataSplits(train=ds, test=ds, description="benchmark: random binary 28x28")
 
 
-def time_composed(splits: DataSplits, steps: int, batch_size: int, log_every: int, precision: str) -> float:
+def time_composed(splits: DataSplits, steps: int, batch_size: int, log_every: int, precision: str,
+                  hvp: str = "finite_difference") -> float:
     """Seconds for ``steps`` steps of the real trainer on the IMAE MNIST recipe."""
     recipe = load_recipe(RECIPE, overrides=[f"train.batch_size={batch_size}", f"train.log_every={log_every}",
                                             "train.checkpoint_every=0", f'train.precision="{precision}"',
-                                            *EQ10_OVERRIDES],
+                                            f'objective.terms.vat.params.hvp="{hvp}"', *EQ10_OVERRIDES],
                          steps=steps)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(recipe, RunDir.create("bench", out=Path(tmp) / "run"), progress=False, splits=splits)
@@ -56,7 +58,8 @@ def time_composed(splits: DataSplits, steps: int, batch_size: int, log_every: in
         return time.perf_counter() - start
 
 
-def time_handwritten(splits: DataSplits, steps: int, batch_size: int, beta: float, precision: str) -> float:
+def time_handwritten(splits: DataSplits, steps: int, batch_size: int, beta: float, precision: str,
+                     hvp: str = "finite_difference") -> float:
     """Seconds for ``steps`` steps of the bare loop with the same networks, loss and optimiser."""
     torch.manual_seed(0)
     enc, dec = mnist_networks()
@@ -68,7 +71,7 @@ def time_handwritten(splits: DataSplits, steps: int, batch_size: int, beta: floa
     for s in range(steps):
         b = s % (n // batch_size)
         x = splits.train.get_batch(perm[b * batch_size:(b + 1) * batch_size]).x
-        loss, _ = imae_loss(enc, dec, x, beta=beta, gamma=2 * beta, k1=10, bf16=precision == "bf16")
+        loss, _ = imae_loss(enc, dec, x, beta=beta, gamma=2 * beta, k1=10, bf16=precision == "bf16", hvp=hvp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,24 +87,27 @@ def main() -> None:
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="both sides' network arithmetic")
+    ap.add_argument("--hvp", choices=("finite_difference", "exact"), default="finite_difference",
+                    help="VAT's product on both sides (default: the finite difference, the one both compute the "
+                         "same way; their exact products take different routes, forward mode and double backward)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     beta = float(load_recipe(RECIPE).vars["beta"])
     splits = fake_mnist(6000)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}; MNIST IMAE networks, batch "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.precision}, VAT {args.hvp}; MNIST IMAE networks, batch "
           f"{args.batch_size}, {args.steps} steps per round, {args.rounds} rounds, log every {args.log_every}")
-    time_handwritten(splits, 10, args.batch_size, beta, args.precision)  # warm-up both paths
-    time_composed(splits, 10, args.batch_size, args.log_every, args.precision)
+    time_handwritten(splits, 10, args.batch_size, beta, args.precision, args.hvp)  # warm-up both paths
+    time_composed(splits, 10, args.batch_size, args.log_every, args.precision, args.hvp)
     hand, composed = [], []
     for r in range(args.rounds):
         # alternate which side goes first, so neither always runs on a warmer (or noisier) machine
         if r % 2 == 0:
-            hand.append(time_handwritten(splits, args.steps, args.batch_size, beta, args.precision))
-            composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every, args.precision))
+            hand.append(time_handwritten(splits, args.steps, args.batch_size, beta, args.precision, args.hvp))
+            composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every, args.precision, args.hvp))
         else:
-            composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every, args.precision))
-            hand.append(time_handwritten(splits, args.steps, args.batch_size, beta, args.precision))
+            composed.append(time_composed(splits, args.steps, args.batch_size, args.log_every, args.precision, args.hvp))
+            hand.append(time_handwritten(splits, args.steps, args.batch_size, beta, args.precision, args.hvp))
         print(f"round {r + 1}: hand-written {args.steps / hand[-1]:6.1f} steps/s   "
               f"composed {args.steps / composed[-1]:6.1f} steps/s   ratio {composed[-1] / hand[-1]:.3f}")
     h, c = statistics.median(hand), statistics.median(composed)
