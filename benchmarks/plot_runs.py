@@ -1,0 +1,74 @@
+"""Scatter two numbers of several evaluated runs against each other (e.g. the MIG against the reconstruction NLL).
+
+Each RUN is a run directory with an eval.json, optionally followed by ``@LABEL``; ``--x`` and ``--y`` are
+dotted paths into eval.json (``reconstruction.nll_sampled``, ``mig.z_only.score``, ``accuracy.accuracy``).
+Runs that share a ``--group`` prefix of their label are joined by a line, in the order given.
+
+    python benchmarks/plot_runs.py --x reconstruction.nll_sampled --y mig.z_only.score --out fig.png \\
+        runs/a@IMAE:beta=1 runs/b@IMAE:beta=4 runs/c@beta-TCVAE:beta=6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def lookup(data: dict, dotted: str) -> float:
+    """The number at a dotted path of a nested dict (SystemExit naming the path if it is not there)."""
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise SystemExit(f"{dotted!r} is not in eval.json (stopped at {part!r})")
+        node = node[part]
+    return float(node)
+
+
+def main() -> None:
+    """Read the runs, draw, write the figure."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", metavar="RUN[@LABEL]")
+    ap.add_argument("--x", required=True)
+    ap.add_argument("--y", required=True)
+    ap.add_argument("--xlabel")
+    ap.add_argument("--ylabel")
+    ap.add_argument("--title", default="")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    groups: dict[str, list[tuple[float, float, str]]] = {}
+    for spec in args.runs:
+        path, _, label = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        eval_file = Path(path) / "eval.json"
+        if not eval_file.is_file():
+            raise SystemExit(f"{path}: no eval.json (evaluate the run first: imae-kit eval {path})")
+        data = json.loads(eval_file.read_text())
+        label = label or Path(path).name
+        group, _, point = label.partition(":")
+        groups.setdefault(group, []).append((lookup(data, args.x), lookup(data, args.y), point))
+        print(f"{label}: {args.x} = {groups[group][-1][0]:.4g}, {args.y} = {groups[group][-1][1]:.4g}")
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), dpi=110)
+    for group, points in groups.items():
+        xs, ys, names = zip(*points)
+        ax.plot(xs, ys, "o-", label=group)
+        for x, y, name in points:
+            if name:
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(args.xlabel or args.x)
+    ax.set_ylabel(args.ylabel or args.y)
+    ax.set_title(args.title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"figure: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
