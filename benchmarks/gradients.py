@@ -47,7 +47,7 @@ def main() -> None:
         index = torch.randperm(len(trainer.train_set), generator=g)[:recipe.train.batch_size]
         x = trainer.train_set.get_batch(index).x
         torch.manual_seed(b)
-        out = trainer.forward(x, step)
+        out = trainer.forward(x, step, index=index)
         for wt in trainer.objective.terms:
             if wt.label not in out.active_values:
                 continue

@@ -79,8 +79,9 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, threads: 
         spent[0] = 0.0
         start = time.perf_counter()
         _, index = next(batches)
-        x = trainer.train_set.get_batch(trainer._local_indices(index)).x.to(trainer.device)
-        objective = trainer.forward(x, i)
+        local = trainer._local_indices(index)
+        x = trainer.train_set.get_batch(local).x.to(trainer.device)
+        objective = trainer.forward(x, i, index=local)
         trainer.objective.check_finite(trainer._global_output(objective), i)
         trainer.optimizer.zero_grad(set_to_none=True)
         objective.loss.backward()

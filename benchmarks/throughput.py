@@ -94,7 +94,7 @@ def step_seconds(name: str, batch: int, precision: str, steps: int, warmup: int,
         start = time.perf_counter()
         _, index = next(batches)
         x = trainer.train_set.get_batch(index).x
-        out = trainer.forward(x, i)
+        out = trainer.forward(x, i, index=index)
         trainer.objective.check_finite(out, i)
         trainer.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -110,7 +110,7 @@ def step_flops(name: str, batch: int, precision: str, splits: DataSplits) -> tup
     x = splits.train.get_batch(torch.arange(batch)).x
     counter = FlopCounterMode(display=False)
     with counter:
-        out = trainer.forward(x, 0)
+        out = trainer.forward(x, 0, index=torch.arange(batch))
         out.loss.backward()
     return counter.get_total_flops(), trainer
 
