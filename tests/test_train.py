@@ -144,3 +144,13 @@ def test_each_step_holds_its_batchs_rows_of_the_training_set(tmp_path, monkeypat
     monkeypatch.setattr(Trainer, "make_step", recording)
     records = _train(tmp_path, "imae", ("objective.terms.vat.params={ eps = 0.25, eps_knn = 5 }",), steps=6)
     assert len(records) >= 1 and seen and all(seen)
+
+
+def test_a_data_set_too_large_for_the_knn_radius_is_refused_before_the_run_directory_exists(tmp_path, monkeypatch):
+    """VAT's prepare() runs when the trainer is built: the refusal comes before any file is written."""
+    from imae_kit.errors import RecipeError
+    from imae_kit.terms import information
+    monkeypatch.setattr(information, "KNN_MAX_WORK", 10.0)
+    with pytest.raises(RecipeError, match="eps_knn = 0"):
+        _train(tmp_path, "imae", ("objective.terms.vat.params={ eps = 0.25, eps_knn = 5 }",), steps=2)
+    assert not (tmp_path / "run").exists()

@@ -170,6 +170,12 @@ class VirtualAdversarialSmoothness:
                 r_adv = r_adv * self.example_scale(step).reshape(-1, *([1] * (x.dim() - 1)))
             return categorical_kl(target, step.encode(x + r_adv).logits).mean()
 
+    def prepare(self, data: Any) -> None:
+        """Called once by the trainer with the training set, before any file is written: with ``eps_knn``,
+        compute the distances now (or refuse the data set with a RecipeError)."""
+        if self.eps_knn:
+            knn_distances(data, self.eps_knn)
+
     def example_scale(self, step: Step) -> torch.Tensor:
         """[B] what multiplies eps for each example: with ``eps_knn`` = k, the L2 distance from the example
         to its k-th nearest other training image (``knn_distances``, computed once per data set)."""

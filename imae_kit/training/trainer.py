@@ -88,6 +88,10 @@ class Trainer:
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
         self.model.set_precision(self.precision)
         self.objective = Objective.from_spec(recipe.objective)
+        for weighted in self.objective.terms:  # a term's one-off work on the data, refused before any file
+            prepare = getattr(weighted.term, "prepare", None)
+            if callable(prepare):
+                prepare(self.train_set)
         if recipe.train.tensorboard:
             summary_writer_class()  # refuse a missing tensorboard package before anything is written
         self.tracker: TensorBoardLog | None = None
