@@ -76,6 +76,12 @@ def _keep_previous(path: Path, previous: Path) -> None:
     """Make the current ``path`` (if any) ``previous``, leaving ``path`` in place until it is replaced."""
     if not path.exists():
         return
+    # A kill between this rotation and the rename that follows it leaves ``path`` and ``previous`` as two
+    # names of one file. rename(2) between two names of one file succeeds and does nothing, so linking and
+    # renaming would leave the temp link behind: ``previous`` already holds the file being replaced.
+    with contextlib.suppress(OSError):
+        if os.path.samefile(path, previous):
+            return
     link = temp_path_for(previous)
     try:
         os.link(path, link)

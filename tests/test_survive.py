@@ -367,6 +367,19 @@ def test_checkpoints_rotate_so_the_newest_file_is_never_missing(tmp_path, monkey
     assert _temp_files(tmp_path) == []
 
 
+def test_a_kill_between_rotation_and_rename_leaves_no_temp_link_at_the_next_write(tmp_path):
+    """A kill after the old checkpoint was linked to .prev but before the new one was renamed in leaves
+    checkpoint.pt and checkpoint.prev.pt as two names of one file. rename(2) between two names of one file
+    does nothing and succeeds, so a rotation that linked and renamed would leave its temp link behind."""
+    target, previous = tmp_path / "checkpoint.pt", tmp_path / "checkpoint.prev.pt"
+    target.write_bytes(b"one")
+    os.link(target, previous)  # the state such a kill leaves
+    with atomic.atomic_file(target, keep_previous=previous) as f:
+        f.write(b"two")
+    assert target.read_bytes() == b"two" and previous.read_bytes() == b"one"
+    assert _temp_files(tmp_path) == []
+
+
 @pytest.mark.parametrize("torn", [b'{"step": 99, "loss": 1', b'{"step": 99, "lo\xff\xfe', b"\x00" * 40])
 def test_a_torn_metrics_line_is_dropped_with_a_warning(tmp_path, reference, torn, one_thread):
     run_dir = _checkpointed_run(tmp_path)
