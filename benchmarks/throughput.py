@@ -108,7 +108,6 @@ def step_flops(name: str, batch: int, precision: str, splits: DataSplits) -> tup
     """Model FLOPs of one training step (forward, backward, VAT's passes) counted by FlopCounterMode."""
     trainer = Trainer(recipe_for(name, batch, precision, 1), None, progress=False, splits=splits)
     x = splits.train.get_batch(torch.arange(batch)).x
-    trainer.forward(x, 0, index=torch.arange(batch))  # one-off work outside the count (VAT's kNN radius table)
     counter = FlopCounterMode(display=False)
     with counter:
         out = trainer.forward(x, 0, index=torch.arange(batch))

@@ -4,7 +4,8 @@ PyTorch has no caching allocator on the CPU: every tensor is a malloc and every 
 block of 128 KiB or more (a [512, 4096] float32 batch is 8 MiB) by ``mmap`` and returns it to the system at
 ``free``, so the next step's tensor of the same size starts as fresh pages that the kernel must fault in and
 zero, one 4 KiB page at a time. On this project's 2-core machine that was about 9,900 page faults and 70 ms
-of a 250 ms dSprites training step (bf16, batch 512; ``benchmarks/throughput.py --malloc both``).
+of a 250 ms dSprites training step (bf16, batch 512; the ``levers`` line of ``benchmarks/throughput.py``
+times the step both ways).
 
 ``keep_freed_memory`` raises glibc's mmap threshold and trim threshold (``mallopt``), so such blocks come
 from the heap and stay there after ``free``: the next step reuses the same, already mapped pages. The

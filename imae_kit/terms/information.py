@@ -198,32 +198,35 @@ class VirtualAdversarialSmoothness:
                       exact_target: bool = False) -> torch.Tensor:
         """``adversarial_perturbation`` without the guard on normalisation statistics (the caller holds it)."""
         if self.hvp == "exact":
-            return self._iterate_exact(encode, x)
+            return self._power_iterations(x, lambda d: hessian_vector_product(encode, x, d))
         with full_precision():  # the finite difference needs fp32 networks (see the class docstring)
             if exact_target:
                 with torch.no_grad():
                     target = encode(x).logits
             return self._iterate(encode, x, target)
 
+    def _finite_difference(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor, target: torch.Tensor,
+                           d: torch.Tensor) -> torch.Tensor:
+        """grad_r KL(target || p(y|x + r)) at r = xi d: xi H d, to rounding."""
+        probe = (self.xi * d).requires_grad_(True)
+        # autocast off around the backward too: it would otherwise run the probe's gradient in bf16
+        with torch.enable_grad(), terms_autocast(x.device.type):
+            kl = categorical_kl(target, encode(x + probe).logits).sum()
+            (grad,) = torch.autograd.grad(kl, probe)
+        return grad.detach()
+
     def _iterate(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The power method with the finite difference, in whatever precision the networks run now."""
+        return self._power_iterations(x, lambda d: self._finite_difference(encode, x, target, d))
+
+    def _power_iterations(self, x: torch.Tensor, product: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """eps times the power method's unit direction from a random start, ``product(d)`` taking H d."""
         d = _unit_rows(torch.randn_like(x))
         for _ in range(self.power_iterations):
-            probe = (self.xi * d).requires_grad_(True)
-            # autocast off around the backward too: it would otherwise run the probe's gradient in bf16
-            with torch.enable_grad(), terms_autocast(x.device.type):
-                kl = categorical_kl(target, encode(x + probe).logits).sum()
-                (grad,) = torch.autograd.grad(kl, probe)
-            # An example whose finite difference vanished below rounding (all-zero gradient) keeps its
+            # An example whose product vanished (below rounding, or all zero) or is not finite keeps its
             # current direction, so that every example is still perturbed by exactly eps.
-            d = _unit_rows(grad.detach(), keep=d)
+            d = _unit_rows(product(d), keep=d)
         return self.eps * d
-
-    def _iterate_exact(self, encode: Callable[[torch.Tensor], Any], x: torch.Tensor) -> torch.Tensor:
-        d = _unit_rows(torch.randn_like(x))
-        for _ in range(self.power_iterations):
-            d = _unit_rows(hessian_vector_product(encode, x, d), keep=d)
-        return self.eps * d
-
 
 
 def hessian_vector_product(encode: Callable[[torch.Tensor], Any], x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -263,15 +266,15 @@ def knn_distances(data: Any, k: int, *, chunk: int = 512) -> torch.Tensor:
     cached = _KNN_CACHE.setdefault(data, {})
     if k in cached:
         return cached[k]
-    n = len(data)
-    flat = data.get_batch(torch.arange(n)).x.reshape(n, -1).to("cpu", torch.float32)
-    work = float(n) * n * flat.shape[1]
-    if work > KNN_MAX_WORK:
-        raise RecipeError(f"vat: eps_knn needs the distances between all {n:,} training images of {flat.shape[1]:,} "
+    n, pixels = len(data), math.prod(data.image_shape)
+    work = float(n) * n * pixels
+    if work > KNN_MAX_WORK:  # refused before the images are read (dSprites as float32 would be 12 GB)
+        raise RecipeError(f"vat: eps_knn needs the distances between all {n:,} training images of {pixels:,} "
                           f"pixels ({work:.1e} multiply-adds, more than the {KNN_MAX_WORK:.0e} allowed); set "
                           f"objective.terms.vat.params.eps_knn = 0 for a fixed radius")
     if not 0 < k < n:
         raise RecipeError(f"vat: eps_knn = {k} needs a training set of more than {k} images; it has {n}")
+    flat = data.get_batch(torch.arange(n)).x.reshape(n, -1).to("cpu", torch.float32)
     squares = flat.square().sum(1)
     out = torch.empty(n)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
