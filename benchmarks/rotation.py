@@ -9,10 +9,12 @@ subset. An objective whose loss is flat over theta while the MIG moves cannot te
 basis from an entangled one; one whose loss rises away from the trained basis holds the code there.
 
     python benchmarks/rotation.py RUN_DIR [--dims auto | I,J] [--angles 0,15,30,45,60,75,90]
-                                          [--batches 8] [--threads N] [--no-mig]
+                                          [--batches 8] [--threads N] [--no-mig] [--objective RECIPE]
 
 ``--dims auto`` rotates the two most informative dimensions (the largest eq. 5 lower bounds of I(x; z_k)
-on the subset). theta = 90 swaps the pair, which the factorial encoder represents exactly: its row differs
+on the subset). ``--objective RECIPE`` weighs the same rotated model with another recipe's terms (its networks
+must be the run's): e.g. beta-TCVAE's objective on an IMAE model, to tell the objective from the model.
+theta = 90 swaps the pair, which the factorial encoder represents exactly: its row differs
 from theta = 0 only by the Monte-Carlo draw, a check of the probe and a measure of its noise.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import math
 from pathlib import Path
 
+import attrs
 import torch
 
 from imae_kit.metrics.encodings import encode_dataset
@@ -41,11 +44,15 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-mig", action="store_true", help="skip the MIG of each rotation")
+    ap.add_argument("--objective", help="weigh the rotations with this recipe's terms (default: the run's own)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = RunDir.open(Path(args.run_dir))
     recipe = load_recipe(run_dir.recipe_path, [])
+    if args.objective:  # the other recipe's terms, with the run's data and training settings
+        other = load_recipe(Path(args.objective), [])
+        recipe = attrs.evolve(recipe, objective=other.objective, name=f"{recipe.name} under {other.name}'s objective")
     trainer = Trainer(recipe, None, progress=False)
     state = load_checkpoint(run_dir.checkpoint_path)
     trainer.model.load_state_dict(state["model"])

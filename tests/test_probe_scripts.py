@@ -1,0 +1,53 @@
+"""The probe scripts in benchmarks/ (rotation, learning curves) run end to end on a small toy run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import RECIPES, REPO, TOY_OVERRIDES
+from imae_kit.training import run
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe") / "toy"
+    overrides = TOY_OVERRIDES + ("train.batch_size=49", "train.eval_every=10", "train.eval_points=147",
+                                 "train.eval_samples=147", 'train.precision="fp32"')
+    run(str(RECIPES / "imae_dsprites.toml"), overrides=overrides, steps=20, out=str(out), evaluate=False,
+        progress=False)
+    return out
+
+
+def _script(name: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / name), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_plot_curves_prints_each_eval_record_and_draws(toy_run, tmp_path):
+    figure = tmp_path / "curves.png"
+    out = _script("plot_curves.py", f"{toy_run}@toy", "--keys", "mig_z,active_dimensions", "--epoch", "147",
+                  "--out", str(figure))
+    assert "toy (batch 49):" in out
+    rows = [line for line in out.splitlines() if line.startswith("  10 |") or line.startswith("  20 |")]
+    assert [r.split("|")[1].strip() for r in rows] == ["3.33", "6.67"]  # steps x 49 / 147 epochs
+    assert figure.stat().st_size > 0
+
+
+def test_plot_curves_refuses_a_directory_without_a_run(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "plot_curves.py"), str(tmp_path),
+                           "--out", str(tmp_path / "f.png")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "no metrics.jsonl" in done.stderr
+
+
+def test_rotation_probe_prints_a_row_per_angle_and_zero_change_at_zero(toy_run):
+    out = _script("rotation.py", str(toy_run), "--angles", "0,45,90", "--batches", "2", "--dims", "0,1")
+    table = out.split("differences from theta = 0")[1].splitlines()
+    rows = [line.split(" | ") for line in table if line[:2] in ("0 ", "45", "90")]
+    assert [r[0] for r in rows] == ["0", "45", "90"]
+    assert all(cell in ("+0.000", "-0.000") for cell in rows[0][1:-2])  # theta = 0 against itself
+    assert "rotating z0 and z1" in out
