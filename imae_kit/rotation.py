@@ -38,12 +38,29 @@ def rotation_matrix(size: int, dims: tuple[int, int], theta: float) -> torch.Ten
     return r
 
 
-class RotatedEncoder(nn.Module):
-    """An encoder whose p(z|x) is seen in the basis z' = R z (moment-matched diagonal, see the module)."""
+POSTERIORS = ("moments", "entropy")
 
-    def __init__(self, inner: nn.Module, rotation: torch.Tensor):
+
+def _fp32(t: torch.Tensor):
+    """A region where autocast (the step's bf16) is off, so the rotation's products stay fp32."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
+class RotatedEncoder(nn.Module):
+    """An encoder whose p(z|x) is seen in the basis z' = R z, as a diagonal Gaussian again.
+
+    ``posterior = "moments"``: sigma'^2 = diag(R diag(sigma^2) R^T), the moment-matched diagonal Gaussian.
+    Its entropy is at least the original's (Hadamard's inequality: a covariance's determinant is at most the
+    product of its diagonal), so a term that reads the posterior's own density sees a wider posterior too.
+    ``"entropy"``: the same sigma' scaled by one factor per example so that prod_k sigma'_k = prod_k sigma_k
+    (the original's entropy), to tell an effect of the rotated aggregate from one of a wider posterior."""
+
+    def __init__(self, inner: nn.Module, rotation: torch.Tensor, posterior: str = "moments"):
         super().__init__()
+        if posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, not {posterior!r}")
         self.inner = inner
+        self.posterior = posterior
         self.register_buffer("rotation", rotation.float(), persistent=False)
 
     latent_continuous = property(lambda self: self.inner.latent_continuous)
@@ -55,11 +72,15 @@ class RotatedEncoder(nn.Module):
         return self.inner.compute_dtype
 
     def forward(self, x: torch.Tensor) -> Posterior:
-        """p(y, z' | x): mu' = R mu, sigma'^2 = (R * R) sigma^2, y unchanged."""
+        """p(y, z' | x): mu' = R mu, sigma' as ``posterior`` says, y unchanged."""
         post = self.inner(x)
         r = self.rotation
-        variance = post.sigma.square() @ r.square().T
-        return Posterior(mu=post.mu @ r.T, sigma=variance.sqrt(), logits=post.logits)
+        with _fp32(x):  # the terms read mu and sigma in fp32: the rotation must not round them to bf16
+            sigma = (post.sigma.square() @ r.square().T).sqrt()
+            if self.posterior == "entropy":
+                sigma = sigma * torch.exp((post.sigma.log() - sigma.log()).mean(-1, keepdim=True))
+            mu = post.mu @ r.T
+        return Posterior(mu=mu, sigma=sigma, logits=post.logits)
 
 
 class RotatedDecoder(nn.Module):
@@ -77,14 +98,18 @@ class RotatedDecoder(nn.Module):
 
     def forward(self, y: torch.Tensor, z: torch.Tensor):
         """q(x | y, R^T z'), with z' given as rows (so z = z' R)."""
-        return self.inner(y, z @ self.rotation)
+        with _fp32(z):
+            z = z.float() @ self.rotation
+        return self.inner(y, z)
 
 
-def rotated(model: HybridAutoencoder, dims: tuple[int, int], theta: float) -> HybridAutoencoder:
-    """``model`` seen with latent dimensions ``dims`` rotated by ``theta`` radians (shares its parameters)."""
+def rotated(model: HybridAutoencoder, dims: tuple[int, int], theta: float,
+            posterior: str = "moments") -> HybridAutoencoder:
+    """``model`` seen with latent dimensions ``dims`` rotated by ``theta`` radians (shares its parameters);
+    ``posterior``: how the rotated posterior is made diagonal again (``RotatedEncoder``)."""
     r = rotation_matrix(model.latent_continuous, dims, theta).to(next(model.parameters()).device)
-    out = HybridAutoencoder(RotatedEncoder(model.encoder, r), RotatedDecoder(model.decoder, r), model.image_shape,
-                            model.temperature)
+    out = HybridAutoencoder(RotatedEncoder(model.encoder, r, posterior), RotatedDecoder(model.decoder, r),
+                            model.image_shape, model.temperature)
     out.train(model.training)
     return out
 

@@ -46,8 +46,11 @@ def test_plot_curves_refuses_a_directory_without_a_run(tmp_path):
 
 def test_rotation_probe_prints_a_row_per_angle_and_zero_change_at_zero(toy_run):
     out = _script("rotation.py", str(toy_run), "--angles", "0,45,90", "--batches", "2", "--dims", "0,1")
-    table = out.split("differences from theta = 0")[1].splitlines()
-    rows = [line.split(" | ") for line in table if line[:2] in ("0 ", "45", "90")]
+    table = out.split("differences from theta = 0")[1].split("\n\n")[0].splitlines()[1:]
+    head, rows = table[0].split(" | "), [line.split(" | ") for line in table[1:]]
     assert [r[0] for r in rows] == ["0", "45", "90"]
-    assert all(cell in ("+0.000", "-0.000") for cell in rows[0][1:-2])  # theta = 0 against itself
-    assert "rotating z0 and z1" in out
+    changes = [i for i, name in enumerate(head) if name.startswith("d ")]
+    assert "d loss" in head and len(changes) >= 3
+    assert all(rows[0][i] in ("+0.000", "-0.000") for i in changes)  # theta = 0 against itself
+    assert {"MIG z", "TC pair", "TC all"} <= set(head)
+    assert "rotating z0 and z1" in out and "MIG gaps by factor" in out

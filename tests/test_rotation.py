@@ -91,6 +91,32 @@ def test_the_rotated_posterior_is_the_diagonal_of_the_rotated_covariance_and_the
     assert torch.equal(same.encode(x).mu, post.mu) and torch.equal(same.encode(x).sigma, post.sigma)
 
 
+@pytest.mark.parametrize("posterior", ["moments", "entropy"])
+def test_at_zero_the_rotated_model_is_the_model_bit_for_bit_even_under_bf16_autocast(posterior):
+    model = tiny_model(data_dim=16, k1=4, k2=3)
+    x, y = torch.rand(9, 16), torch.nn.functional.one_hot(torch.arange(9) % 3, 3).float()
+    same = rotated(model, (1, 2), 0.0, posterior)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the trainer's step region under precision = "bf16"
+        post, turned = model.encode(x), same.encode(x)
+        z = post.mu + 0.5 * post.sigma
+        decoded, again = model.decode(y, z).base_dist.logits, same.decode(y, z).base_dist.logits
+    assert torch.equal(turned.mu, post.mu) and torch.equal(turned.sigma, post.sigma)
+    assert torch.equal(decoded, again)
+
+
+def test_the_entropy_posterior_keeps_the_log_determinant_and_is_otherwise_the_moment_matched_shape():
+    model = tiny_model(data_dim=16, k1=4, k2=3)
+    x = torch.rand(6, 16)
+    post = model.encode(x)
+    moments, entropy = (rotated(model, (0, 3), 0.9, p).encode(x) for p in ("moments", "entropy"))
+    assert torch.allclose(entropy.sigma.log().sum(-1), post.sigma.log().sum(-1), atol=1e-5)
+    assert bool((moments.sigma.log().sum(-1) >= post.sigma.log().sum(-1) - 1e-6).all())  # Hadamard
+    ratio = entropy.sigma / moments.sigma  # one factor per example
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-5)
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        rotated(model, (0, 3), 0.9, "full")
+
+
 def _swapped(model, i: int, j: int):
     """The model re-wired by hand so that its code is (z_i, z_j) -> (-z_j, z_i): encoder head rows and decoder
     input columns permuted, one sign flipped (what a 90-degree rotation of the pair is)."""
