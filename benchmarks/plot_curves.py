@@ -2,7 +2,8 @@
 
 Each RUN is a run directory (its metrics.jsonl, complete or still growing), optionally followed by
 ``@LABEL``; ``--keys`` are the monitor's numbers to draw, one panel each (``mig_z``, ``mig_with_y``,
-``mig_histogram_z``, ``accuracy``, ``mutual_information_y``, ``active_dimensions``). The x axis is
+``mig_histogram_z``, ``accuracy``, ``mutual_information_y``, ``active_dimensions``, or ``gap:FACTOR`` for
+one factor's MIG gap, e.g. ``gap:posX``). The x axis is
 images seen (step x the run's batch size), in epochs when ``--epoch N`` gives the training set's size.
 Prints each run's curve as a table too.
 
@@ -24,10 +25,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from imae_kit.figures.plots import read_metrics  # noqa: E402
 
 
+def value(record: dict, key: str) -> float | None:
+    """A monitor number of one eval record: a top-level key, or ``gap:FACTOR`` from its ``mig_gaps``."""
+    if key.startswith("gap:"):
+        return (record.get("mig_gaps") or {}).get(key[len("gap:"):])
+    return record.get(key)
+
+
 def curve(run: Path, keys: list[str]) -> tuple[int, list[dict]]:
     """The run's batch size and its eval records [{"step": s, key: value, ...}] in step order."""
     batch = int(tomllib.loads((run / "recipe.toml").read_text())["train"]["batch_size"])
-    rows = [{"step": r["step"], **{k: r["eval"].get(k) for k in keys}}
+    rows = [{"step": r["step"], **{k: value(r["eval"], k) for k in keys}}
             for r in read_metrics(run / "metrics.jsonl") if isinstance(r.get("eval"), dict)]
     return batch, rows
 

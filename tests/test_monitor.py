@@ -30,6 +30,8 @@ def test_the_curves_are_logged_and_training_is_unchanged(tmp_path, one_thread):
     assert [r["step"] for r in records] == [15, 30, 40]
     last = records[-1]["eval"]
     assert last["points"] == 100 and {"accuracy", "nmi", "mutual_information_y", "mig_z", "mig_with_y"} <= set(last)
+    gaps = last["mig_gaps"]  # the toy glyphs' factors less the label (shape): the MIG is the mean of the gaps
+    assert set(gaps) == {"posY", "posX"} and abs(sum(gaps.values()) / len(gaps) - last["mig_z"]) < 1e-12
 
     # the accuracy and I(x;y) of the subset, recomputed by brute force from the final model
     model, monitor = watched.model.eval(), watched.monitor

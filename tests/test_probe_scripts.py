@@ -30,11 +30,12 @@ def _script(name: str, *args: str) -> str:
 
 def test_plot_curves_prints_each_eval_record_and_draws(toy_run, tmp_path):
     figure = tmp_path / "curves.png"
-    out = _script("plot_curves.py", f"{toy_run}@toy", "--keys", "mig_z,active_dimensions", "--epoch", "147",
-                  "--out", str(figure))
-    assert "toy (batch 49):" in out
+    out = _script("plot_curves.py", f"{toy_run}@toy", "--keys", "mig_z,active_dimensions,gap:posX", "--epoch",
+                  "147", "--out", str(figure))
+    assert "toy (batch 49):" in out and "| mig_z | active_dimensions | gap:posX" in out
     rows = [line for line in out.splitlines() if line.startswith("  10 |") or line.startswith("  20 |")]
     assert [r.split("|")[1].strip() for r in rows] == ["3.33", "6.67"]  # steps x 49 / 147 epochs
+    assert all(0.0 <= float(r.split("|")[-1]) <= 1.0 for r in rows)  # the posX gap of each record
     assert figure.stat().st_size > 0
 
 

@@ -5,9 +5,11 @@ Every ``eval_every`` steps the model is evaluated on a fixed subset of the evalu
 ``train.eval_points`` images, drawn once from ``train.seed``): the accuracy of y and NMI (when the data
 has labels), I(x;y) of the subset, the active continuous dimensions, and the sampled MIG with and without
 y (when it has ground-truth factors; Chen et al.'s estimator on the subset, ``train.eval_samples``
-samples). The model runs in eval mode under no_grad with its own random generator, so a run with these
-curves trains exactly as one without them. The numbers go into metrics.jsonl beside the terms (key
-``"eval"``; no wall times, so a resumed run logs exactly what an uninterrupted one does); being on a subset with fewer samples, they are a curve to watch, not the final evaluation.
+samples), with each factor's gap beside it (``mig_gaps``). The model runs in eval mode under no_grad with
+its own random generator, so a run with these curves trains exactly as one without them. The numbers go
+into metrics.jsonl beside the terms (key ``"eval"``; no wall times, so a resumed run logs exactly what an
+uninterrupted one does); being on a subset with fewer samples, they are a curve to watch, not the final
+evaluation.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class TrainingMonitor:
             mig = compute_mig(enc.mu, enc.sigma, enc.factors, factor_names=self.factor_names, probs=enc.probs,
                               z_factors=z_factors, num_samples=self.samples, generator=g, kernel="eager")
             out["mig_z"] = mig["z_only"]["score"]
+            out["mig_gaps"] = mig["z_only"]["gaps"]  # per factor (normalised); their mean is mig_z
             out["mig_with_y"] = (mig.get("with_y") or {}).get("score")
             out["mig_histogram_z"] = mig["histogram"]["z_only"]["score"]
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
