@@ -30,7 +30,8 @@ LAYERS = {
     4: ["recipe"],
     5: ["objective", "model"],
     6: ["training.trainer", "training.state", "training.setup", "training.signals", "training.divergence",
-        "training.monitor", "training.tracking", "training.processes", "evaluation", "report", "figures"],
+        "training.monitor", "training.tracking", "training.processes", "evaluation", "report", "figures",
+        "rotation"],
     7: ["training.run", "training.resume", "training", "compare", "sweep", "api"],
     8: ["cli", "__main__", "data.commands", ""],
 }
