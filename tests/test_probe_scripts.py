@@ -55,3 +55,12 @@ def test_rotation_probe_prints_a_row_per_angle_and_zero_change_at_zero(toy_run):
     assert all(rows[0][i] in ("+0.000", "-0.000") for i in changes)  # theta = 0 against itself
     assert {"MIG z", "TC pair", "TC all"} <= set(head)
     assert "rotating z0 and z1" in out and "MIG gaps by factor" in out
+
+
+def test_tc_estimator_bias_reads_zero_for_one_active_dimension_and_grows_with_more():
+    # one active dimension, the rest identical for every example: the batch estimate is exactly 0
+    out = _script("tc_estimator_bias.py", "--reps", "2", "--sigma", "0.05", "--batch", "128", "--threads", "1")
+    rows = {line.split(" | ")[1].split(" ")[0]: line.split(" | ") for line in out.splitlines()
+            if line.startswith("0.05 | ")}
+    assert abs(float(rows["1"][2])) < 1e-4
+    assert float(rows["4"][2]) > float(rows["2"][2]) > 0.0  # the bias the docstring describes
