@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from imae_kit.figures.plots import read_metrics  # noqa: E402
+from plot_runs import write_figure  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def value(record: dict, key: str) -> float | None:
@@ -77,10 +78,7 @@ def main() -> None:
         ax.legend(fontsize=8)
     if args.title:
         fig.suptitle(args.title, fontsize=10)
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out)
-    print(f"figure: {args.out}")
+    write_figure(fig, args.out)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,15 @@ def main() -> None:
     ax.set_title(args.title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    write_figure(fig, args.out)
+
+
+def write_figure(fig, out: str) -> None:
+    """Lay the figure out, write it to ``out`` (creating its folder) and say where."""
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out)
-    print(f"figure: {args.out}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"figure: {out}")
 
 
 if __name__ == "__main__":
