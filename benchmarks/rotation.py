@@ -6,7 +6,8 @@ decoder undoing the rotation), and for each theta this prints every weighted ter
 loss and the total, as differences from theta = 0 in nats per image on the same batches and the same
 random draws (common random numbers), beside the MIG of the rotated code on the run's ``eval_every``
 subset and the total correlation of the rotated pair and of all of z by the evaluation's estimator (the
-mixture over the whole subset: far less biased than a minibatch's). An objective whose loss is flat over theta while the MIG moves cannot tell the disentangled
+mixture over the whole subset: much less biased than a minibatch's, though not free of the bias of sharp
+posteriors). An objective whose loss is flat over theta while the MIG moves cannot tell the disentangled
 basis from an entangled one; one whose loss rises away from the trained basis holds the code there.
 
     python benchmarks/rotation.py RUN_DIR [--dims auto | I,J | --factors posX,posY] [--angles 0,15,30,45,60,75,90]
@@ -18,9 +19,9 @@ on the subset); ``--factors A,B`` the top latents (by the MIG at theta = 0) of f
 MIG, every factor's gap is printed per theta too. ``--objective RECIPE`` weighs the same rotated model with
 another recipe's terms (its networks must be the run's): e.g. beta-TCVAE's objective on an IMAE model, to
 tell the objective from the model. ``--posterior entropy`` rescales the rotated posterior to keep its
-entropy (``imae_kit.rotation.RotatedEncoder``). theta = 90 swaps the pair, which the factorial encoder represents
-exactly: its row differs from theta = 0 only by the Monte-Carlo draw, a check of the probe and a measure of
-its noise.
+entropy (``imae_kit.rotation.RotatedEncoder``). theta = 90 swaps the pair, which the factorial encoder
+represents exactly: its row differs from theta = 0 only by the Monte-Carlo draw, a check of the probe and a
+measure of its noise.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from pathlib import Path
 import attrs
 import torch
 
-from imae_kit.metrics.encodings import encode_dataset
-from imae_kit.metrics.mig import compute_mig, label_factors
 from imae_kit.metrics.total_correlation import total_correlation
 from imae_kit.recipe import load_recipe
 from imae_kit.rotation import POSTERIORS, informative_pair, objective_profile, rotated
@@ -42,23 +41,14 @@ from imae_kit.training import Trainer
 from imae_kit.training.monitor import TrainingMonitor
 
 
-def subset_measures(model, monitor: TrainingMonitor, dims: tuple[int, int] | None = None) -> dict:
-    """On the monitor's fixed subset (its samples, its generator seed): the sampled and histogram MIG of
-    ``model`` and, given the rotated ``dims``, the total correlation of the pair and of all of z by the
-    evaluation's estimator (the mixture over the whole subset, not a batch's)."""
-    enc = encode_dataset(model, monitor.dataset, batch_size=monitor.batch_size, indices=monitor.index)
-    excluded = label_factors(enc.factors, enc.labels)
-    names = monitor.factor_names
-    z_factors = tuple(n for j, n in enumerate(names) if j not in excluded) or names
-    out = {"mig": compute_mig(enc.mu, enc.sigma, enc.factors, factor_names=names, z_factors=z_factors,
-                              num_samples=monitor.samples, generator=torch.Generator().manual_seed(monitor.seed),
-                              kernel="eager")}
-    if dims is not None:
-        pair = list(dims)
-        for key, (mu, sigma) in {"tc_pair": (enc.mu[:, pair], enc.sigma[:, pair]), "tc_all": (enc.mu, enc.sigma)}.items():
-            out[key] = total_correlation(mu, sigma, num_samples=monitor.samples, mixture_size=len(enc.mu),
-                                         generator=torch.Generator().manual_seed(monitor.seed)).value
-    return out
+def total_correlations(enc, dims: tuple[int, int], monitor: TrainingMonitor) -> dict[str, float]:
+    """TC of the rotated pair and of all of z by the evaluation's estimator: the mixture over the whole
+    subset (not a batch's), with the monitor's samples and seed."""
+    pair = list(dims)
+    return {key: total_correlation(mu, sigma, num_samples=monitor.samples, mixture_size=len(enc.mu),
+                                   generator=torch.Generator().manual_seed(monitor.seed)).value
+            for key, (mu, sigma) in {"tc_pair": (enc.mu[:, pair], enc.sigma[:, pair]),
+                                     "tc_all": (enc.mu, enc.sigma)}.items()}
 
 
 def main() -> None:
@@ -90,8 +80,8 @@ def main() -> None:
     t = recipe.train
     monitor = trainer.monitor or TrainingMonitor(getattr(trainer.splits, t.eval_split), points=t.eval_points,
                                                  samples=t.eval_samples, seed=t.seed)
-    enc = encode_dataset(model, monitor.dataset, batch_size=1000, indices=monitor.index)
-    base_mig = None if args.no_mig else subset_measures(model, monitor)["mig"]
+    enc = monitor.encode(model)
+    base_mig = None if args.no_mig else monitor.mig(enc)
     if args.factors:
         if base_mig is None:
             ap.error("--factors needs the MIG (drop --no-mig)")
@@ -116,14 +106,16 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     batches = [torch.randperm(len(trainer.train_set), generator=g)[:t.batch_size] for _ in range(args.batches)]
     rows = []
-    for degrees in (float(a) for a in args.angles.split(",")):
+    angles = [float(a) for a in args.angles.split(",")]
+    for degrees in ([0.0] if 0.0 not in angles else []) + sorted(angles, key=lambda a: a != 0.0):
         m = rotated(model, dims, math.radians(degrees), args.posterior)
         row = {"theta": degrees, **objective_profile(trainer, m, step, batches)}
-        if not args.no_mig:
-            measured = subset_measures(m, monitor, dims)
-            mig = measured["mig"]
+        if not args.no_mig:  # theta = 0 is the model itself: its encodings and MIG are already there
+            turned = enc if degrees == 0.0 else monitor.encode(m)
+            mig = base_mig if degrees == 0.0 else monitor.mig(turned)
             row["mig_z"], row["mig_hist"] = mig["z_only"]["score"], mig["histogram"]["z_only"]["score"]
-            row["gaps"], row["tc_pair"], row["tc_all"] = mig["z_only"]["gaps"], measured["tc_pair"], measured["tc_all"]
+            row["gaps"] = mig["z_only"]["gaps"]
+            row.update(total_correlations(turned, dims, monitor))
         rows.append(row)
         print(f"  theta {degrees:5.1f}: loss {row['loss']:.3f}" +
               (f", MIG z {row['mig_z']:.3f}" if row.get("mig_z") is not None else ""), flush=True)

@@ -39,10 +39,22 @@ class TrainingMonitor:
         self.batch_size = batch_size
         self.factor_names = tuple(getattr(dataset, "factor_names", ()) or ())
 
+    def encode(self, model: torch.nn.Module):
+        """The subset's encodings by ``model`` (put in eval mode for the call, restored after)."""
+        return encode_dataset(model, self.dataset, batch_size=self.batch_size, indices=self.index)
+
+    def mig(self, enc) -> dict[str, Any]:
+        """``compute_mig`` of the subset's encodings (the data has factors), with this monitor's samples and
+        seed: the label factor, when there is one, left out of the z-only score."""
+        excluded = label_factors(enc.factors, enc.labels)
+        z_factors = tuple(n for j, n in enumerate(self.factor_names) if j not in excluded) or self.factor_names
+        return compute_mig(enc.mu, enc.sigma, enc.factors, factor_names=self.factor_names, probs=enc.probs,
+                           z_factors=z_factors, num_samples=self.samples,
+                           generator=torch.Generator().manual_seed(self.seed), kernel="eager")
+
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
         """The numbers of the model as it is now (model put in eval mode for the call, restored after)."""
-        g = torch.Generator().manual_seed(self.seed)
-        enc = encode_dataset(model, self.dataset, batch_size=self.batch_size, indices=self.index)
+        enc = self.encode(model)
         out: dict[str, Any] = {"points": len(enc)}
         probs = enc.probs.double()
         out["mutual_information_y"] = float(entropy_of_probs(probs.mean(0)) - entropy_of_probs(probs).mean())
@@ -55,10 +67,7 @@ class TrainingMonitor:
             acc = cluster_accuracy(enc.predicted, enc.labels, k2, classes)
             out["accuracy"], out["nmi"] = acc.accuracy, acc.nmi
         if self.factor_names and enc.factors is not None:
-            excluded = label_factors(enc.factors, enc.labels)
-            z_factors = tuple(n for j, n in enumerate(self.factor_names) if j not in excluded) or self.factor_names
-            mig = compute_mig(enc.mu, enc.sigma, enc.factors, factor_names=self.factor_names, probs=enc.probs,
-                              z_factors=z_factors, num_samples=self.samples, generator=g, kernel="eager")
+            mig = self.mig(enc)
             out["mig_z"] = mig["z_only"]["score"]
             out["mig_gaps"] = mig["z_only"]["gaps"]  # per factor (normalised); their mean is mig_z
             out["mig_with_y"] = (mig.get("with_y") or {}).get("score")
