@@ -22,8 +22,8 @@ PROBE = """
 import json, resource, sys, torch
 from imae_kit.memory import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
-for _ in range(3):
-    (torch.ones(4096, 4096) * 2).sum()  # warm up: the heap grows to its size
+for _ in range(10):
+    (torch.ones(4096, 4096) * 2).sum()  # warm up: the heap grows to its size (it took up to 5 rounds)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     (torch.ones(4096, 4096) * 2).sum()
@@ -42,9 +42,10 @@ def test_kept_memory_faults_no_pages_in_where_glibcs_default_faults_in_every_ten
     kept, system = _probe("keep"), _probe("system")
     assert kept["applied"] is True and system["applied"] is False
     assert system["faults"] >= 10 * 2 * 16384 * 0.9, system  # 20 fresh tensors of 16,384 pages
-    # kept: no fresh mapping per tensor; at most the loop's two live tensors once (seen: 0, and 32,768 once
-    # while other processes loaded the machine)
-    assert kept["faults"] <= 2 * 16384, kept
+    # kept: no fresh mapping per tensor. The heap still grows by a tensor or two over the first few rounds
+    # (after 3 warm-up rounds the next 10 faulted 0, 16,384, 32,768 or 32,769 pages; after 10 warm-up rounds,
+    # 0 in 6 of 6 runs), so this allows one late growth of the heap plus 1 MiB of the interpreter's own pages
+    assert kept["faults"] <= 16384 + 256, kept
 
 
 @glibc_linux
