@@ -64,3 +64,12 @@ def test_tc_estimator_bias_reads_zero_for_one_active_dimension_and_grows_with_mo
             if line.startswith("0.05 | ")}
     assert abs(float(rows["1"][2])) < 1e-4
     assert float(rows["4"][2]) > float(rows["2"][2]) > 0.0  # the bias the docstring describes
+
+
+def test_mig_speed_prints_the_kernel_against_the_exp_bound():
+    out = _script("mig_speed.py", "--points", "7372", "--samples", "500", "--kernel", "eager", "--synthetic")
+    line = next(line for line in out.splitlines() if line.startswith("bound: torch.exp alone"))
+    share = float(line.split("reaches ")[1].split("%")[0])
+    assert share > 0  # the kernel's evaluations per second over exp's exponentials per second
+    eager = next(line for line in out.splitlines() if line.strip().startswith("eager:"))
+    assert float(eager.split("MIG z only ")[1].split(",")[0]) > 0.1  # four synthetic dimensions follow factors
