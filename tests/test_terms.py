@@ -239,6 +239,37 @@ def test_vat_exact_product_is_the_hessian_vector_product_of_the_kl():
     assert torch.allclose(got, central, rtol=1e-5, atol=1e-9)
 
 
+def test_vat_exact_product_prints_no_torch_jit_deprecation_notice():
+    """The first forward-mode pass of a process makes torch load its jvp decompositions through torch.jit.script,
+    which warns (FutureWarning) in torch 2.14: the exact product silences that one notice, and nothing else.
+    Run in a fresh interpreter, where the decompositions are not loaded yet, with every warning an error."""
+    import subprocess
+    import sys
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "import torch\n"
+        "from imae_kit.terms.information import hessian_vector_product\n"
+        "enc = torch.nn.Sequential(torch.nn.Linear(6, 4))\n"
+        "class E(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.net = enc\n"
+        "    def forward(self, x):\n"
+        "        class P: pass\n"
+        "        p = P(); p.logits = torch.log_softmax(self.net(x), -1); return p\n"
+        "x = torch.rand(3, 6)\n"
+        "hd = hessian_vector_product(E(), x, torch.randn(3, 6))\n"
+        "assert hd.shape == x.shape and bool(torch.isfinite(hd).all())\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from imae_kit.terms.information import quiet_jit_script_notice\n"
+        "    with quiet_jit_script_notice():\n"
+        "        warnings.warn('another notice', FutureWarning)\n"
+        "assert [str(w.message) for w in seen] == ['another notice'], seen\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_vat_exact_and_finite_difference_find_the_same_direction_where_the_difference_is_accurate():
     """In float64 Miyato et al.'s finite difference (xi = 1e-6) is accurate: both methods give one r_adv."""
     model = tiny_model(data_dim=16, k2=4, hidden=(32,), seed=2).to(D64).eval()

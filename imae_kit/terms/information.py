@@ -229,6 +229,20 @@ class VirtualAdversarialSmoothness:
         return self.eps * d
 
 
+# torch's forward-mode AD loads its jvp decompositions through torch.jit.script on first use, and torch 2.14
+# warns there that torch.jit.script is deprecated: a notice about torch's own internals, printed once into
+# every run's log. Only that message, only around the forward-mode pass, is silenced.
+JIT_SCRIPT_NOTICE = r"`torch\.jit\.script` is deprecated"
+
+
+@contextlib.contextmanager
+def quiet_jit_script_notice() -> Iterator[None]:
+    """Drop torch's FutureWarning about torch.jit.script while the block runs (every other warning shows)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_SCRIPT_NOTICE, category=FutureWarning)
+        yield
+
+
 def hessian_vector_product(encode: Callable[[torch.Tensor], Any], x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """H d [B, ...] with H, per example, the Hessian in r of KL(p(y|x) || p(y|x + r)) at r = 0, where the
     KL's target is p(y|x) itself: H = J^T F J, F = diag(p) - p p^T the softmax's Jacobian, J that of the
@@ -237,7 +251,7 @@ def hessian_vector_product(encode: Callable[[torch.Tensor], Any], x: torch.Tenso
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         try:
-            with forward_ad.dual_level():
+            with quiet_jit_script_notice(), forward_ad.dual_level():
                 logits, jd = forward_ad.unpack_dual(encode(forward_ad.make_dual(xg, d.to(x.dtype))).logits)
         except (NotImplementedError, RuntimeError) as exc:
             if "forward AD" not in str(exc) and "jvp" not in str(exc) and "dtype" not in str(exc):
