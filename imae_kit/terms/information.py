@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 import warnings
 import weakref
 from typing import Any, Callable, ClassVar, Iterator
@@ -229,15 +230,22 @@ class VirtualAdversarialSmoothness:
         return self.eps * d
 
 
-# torch's forward-mode AD loads its jvp decompositions through torch.jit.script on first use, and torch 2.14
-# warns there that torch.jit.script is deprecated: a notice about torch's own internals, printed once into
-# every run's log. Only that message, only around the forward-mode pass, is silenced.
+# torch's forward-mode AD imports its jvp decompositions (this module) on first use, and they are built
+# with torch.jit.script, which torch 2.14 warns is deprecated: a notice about torch's own internals, printed
+# once into every run's log. Only that message is silenced, and only until that import has happened: a
+# catch_warnings block on every step would also reset Python's once-per-location warning registry, so that
+# any other warning repeated in the training loop would print on every step.
 JIT_SCRIPT_NOTICE = r"`torch\.jit\.script` is deprecated"
+JVP_DECOMPOSITIONS = "torch._decomp.decompositions_for_jvp"
 
 
 @contextlib.contextmanager
 def quiet_jit_script_notice() -> Iterator[None]:
-    """Drop torch's FutureWarning about torch.jit.script while the block runs (every other warning shows)."""
+    """Drop torch's FutureWarning about torch.jit.script while the block runs (every other warning shows);
+    a no-op once torch's jvp decompositions, the only source of that notice here, are imported."""
+    if JVP_DECOMPOSITIONS in sys.modules:
+        yield
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=JIT_SCRIPT_NOTICE, category=FutureWarning)
         yield
