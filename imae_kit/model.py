@@ -25,15 +25,22 @@ class Encoder(nn.Module):
     """x [B, D] -> Posterior: Normal(mu, sigma).to_event(1) for z [B, K1], Categorical(logits) for y [B, K2].
 
     The last layer is one linear head split into mu, log sigma (clamped to [-9, 5]) and the logits of y,
-    normalised by log-softmax."""
+    normalised by log-softmax. ``logits_init_scale`` multiplies the initial weights and biases of the logits'
+    rows of that head: IMSAT (Hu et al. 2017) starts them at 1e-4 of the usual scale, so that p(y|x) starts
+    uniform for every x and no cluster is favoured by the initialisation."""
 
-    def __init__(self, body: nn.Module, body_out: int, latent_continuous: int, latent_discrete: int):
+    def __init__(self, body: nn.Module, body_out: int, latent_continuous: int, latent_discrete: int,
+                 logits_init_scale: float = 1.0):
         super().__init__()
         self.compute_dtype: torch.dtype | None = None  # bf16: the network under autocast (see imae_kit.precision)
         self.body = body
         self.latent_continuous = latent_continuous
         self.latent_discrete = latent_discrete
         self.head = Linear(body_out, 2 * latent_continuous + latent_discrete)
+        if logits_init_scale != 1.0:
+            with torch.no_grad():
+                self.head.weight[2 * latent_continuous:].mul_(logits_init_scale)
+                self.head.bias[2 * latent_continuous:].mul_(logits_init_scale)
 
     def forward(self, x: torch.Tensor) -> Posterior:
         """Encode a flattened batch into p(y|x) and p(z|x) (PAPER.md, Model); the outputs are fp32."""
@@ -176,6 +183,7 @@ def build_model(spec: ModelSpec, image_shape: tuple[int, int, int]) -> HybridAut
     produces_images = dec_out == image_shape
     if produces_images or len(dec_out) > 1:
         dec_body = nn.Sequential(dec_body, nn.Flatten(1))
-    encoder = Encoder(enc_body, math.prod(enc_out), spec.latent_continuous, spec.latent_discrete)
+    encoder = Encoder(enc_body, math.prod(enc_out), spec.latent_continuous, spec.latent_discrete,
+                      logits_init_scale=spec.logits_init_scale)
     decoder = Decoder(dec_body, math.prod(dec_out), data_dim, head=not produces_images)
     return HybridAutoencoder(encoder, decoder, image_shape, spec.temperature)

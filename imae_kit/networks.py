@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.autograd import forward_ad
 
-from imae_kit.params import bool_field, choice_field, int_field, int_list_field
+from imae_kit.params import bool_field, choice_field, float_field, int_field, int_list_field
 from imae_kit.registry import register_network
 
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
@@ -80,6 +80,8 @@ class MLP:
     hidden: tuple[int, ...] = int_list_field((500, 1000), doc="widths of the hidden layers")
     batch_norm: bool = bool_field(False, doc="BatchNorm1d after each hidden Linear")
     activation: str = choice_field("relu", tuple(_ACTIVATIONS), doc="nonlinearity")
+    weight_scale: float = float_field(0.0, min=0.0, doc="0: PyTorch's initialisation of the hidden Linears; "
+                                                         "s > 0: weights N(0, s^2 / fan_in), biases 0 (IMSAT: 0.1)")
 
     def build(self, in_shape: int | tuple[int, ...], target_shape: tuple[int, ...] | None = None
               ) -> tuple[nn.Module, int | tuple[int, ...]]:
@@ -88,7 +90,14 @@ class MLP:
         width = in_shape if isinstance(in_shape, int) else math.prod(in_shape)
         layers: list[nn.Module] = []
         for h in self.hidden:
-            layers.append(Linear(width, h))
+            linear = Linear(width, h)
+            if self.weight_scale > 0.0:
+                # Chainer's Linear(wscale=s), which IMSAT uses: with batch norm after it the forward pass does
+                # not see the scale, but the optimiser does (a smaller weight moves further per step)
+                with torch.no_grad():
+                    linear.weight.normal_(0.0, self.weight_scale / math.sqrt(width))
+                    linear.bias.zero_()
+            layers.append(linear)
             if self.batch_norm:
                 layers.append(BatchNorm1d(h))
             layers.append(_ACTIVATIONS[self.activation]())

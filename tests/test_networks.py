@@ -197,3 +197,54 @@ def test_batch_norm_runs_forward_mode_under_bf16_autocast_as_torchs_does_not():
     assert value.dtype == tangent.dtype == torch.bfloat16
     with pytest.raises(RuntimeError, match="dtype"):  # the control: PyTorch's own layer hands on an fp32 tangent
         _forward_mode(lambda v: after(theirs(v)), x, t)
+
+
+# --------------------------------------------------------------------------- y's initial logits
+
+def _mnist_model(*overrides):
+    recipe = load_recipe(RECIPES / "imae_mnist.toml", overrides=['train.precision="fp32"', *overrides])
+    torch.manual_seed(0)
+    return build_model(recipe.model, (1, 28, 28))
+
+
+def test_logits_init_scale_starts_y_uniform_and_leaves_z_and_the_decoder_as_they_were():
+    """model.logits_init_scale = 1e-4 (IMSAT's initialisation): the logits' rows of the encoder head are the
+    default ones times 1e-4, so log p(y|x) = -log K to within 1e-3 for any image; every other parameter is the
+    default initialisation, drawn from the same random stream."""
+    default, small = _mnist_model(), _mnist_model("model.logits_init_scale=1e-4")
+    k1 = default.latent_continuous
+    d, s = default.state_dict(), small.state_dict()
+    for name in d:
+        if name in ("encoder.head.weight", "encoder.head.bias"):
+            assert torch.equal(s[name][:2 * k1], d[name][:2 * k1])
+            torch.testing.assert_close(s[name][2 * k1:], d[name][2 * k1:] * 1e-4, rtol=1e-6, atol=0)
+        else:
+            assert torch.equal(s[name], d[name]), name
+    x = torch.rand(64, 784)
+    default.eval(), small.eval()
+    uniform = -math.log(default.latent_discrete)
+    assert (small.encode(x).logits - uniform).abs().max() < 1e-3
+    assert (default.encode(x).logits - uniform).abs().max() > 1e-2   # the default scale does move them
+    with pytest.raises(RecipeError, match="logits_init_scale"):
+        _mnist_model("model.logits_init_scale=0")
+
+
+def test_mlp_weight_scale_draws_hidden_weights_at_s_over_root_fan_in_with_zero_biases():
+    """model.encoder.weight_scale = s: each hidden Linear's weights have standard deviation s / sqrt(fan_in)
+    (checked against the closed form on 784 x 500 and 500 x 1000 draws) and zero biases; the heads keep
+    PyTorch's initialisation; weight_scale = 0 (the default) is PyTorch's initialisation, bit for bit."""
+    default = _mnist_model()
+    scaled = _mnist_model("model.encoder.weight_scale=0.1")
+    linears = [m for m in scaled.encoder.body if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(500, 784), (1000, 500)]
+    for m in linears:
+        expected = 0.1 / math.sqrt(m.weight.shape[1])
+        assert abs(m.weight.std().item() / expected - 1) < 0.01 and abs(m.weight.mean().item()) < 0.01 * expected
+        assert torch.count_nonzero(m.bias) == 0
+    default_linears = [m for m in default.encoder.body if isinstance(m, nn.Linear)]
+    assert default_linears[0].weight.std().item() > 3 * linears[0].weight.std().item()
+    assert scaled.encoder.head.weight.std().item() > 3 * 0.1 / math.sqrt(1000)
+    again = _mnist_model("model.encoder.weight_scale=0")
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(RecipeError, match="weight_scale"):
+        _mnist_model("model.encoder.weight_scale=-1")

@@ -44,13 +44,17 @@ class NetworkSpec:
 
 @attrs.frozen
 class ModelSpec:
-    """[model]: latent sizes K1 (continuous) and K2 (categories), Gumbel temperature, likelihood."""
+    """[model]: latent sizes K1 (continuous) and K2 (categories), Gumbel temperature, y's initial logit scale,
+    likelihood."""
 
     latent_continuous: int = int_field(min=1, doc="K1, continuous dimensions of z")
     latent_discrete: int = int_field(min=2, doc="K2, categories of y")
     encoder: NetworkSpec = attrs.field(factory=NetworkSpec)
     decoder: NetworkSpec = attrs.field(factory=NetworkSpec)
     temperature: float = float_field(0.67, min=0.0, min_exclusive=True, doc="Gumbel-softmax temperature")
+    logits_init_scale: float = float_field(1.0, min=0.0, min_exclusive=True,
+                                           doc="factor on the initial weights and biases of y's logits "
+                                               "(IMSAT: 1e-4, so y starts uniform)")
     likelihood: str = choice_field("bernoulli", ("bernoulli",), doc="pixel likelihood of the decoder")
 
 
