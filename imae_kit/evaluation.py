@@ -22,6 +22,7 @@ import torch
 from imae_kit import figures
 from imae_kit.data.base import DataSplits
 from imae_kit.errors import RecipeError
+from imae_kit.denormals import denormal_mode
 from imae_kit.memory import keep_freed_memory
 from imae_kit.metrics.base import FigureRequest, MetricContext, MetricResult, missing_needs
 from imae_kit.metrics.encodings import Encodings, encode_dataset
@@ -110,7 +111,7 @@ def _evaluate(model, splits: DataSplits, out_dir: Path, settings: EvalSettings, 
         "model": {"latent_continuous": model.latent_continuous, "latent_discrete": model.latent_discrete,
                   "temperature": model.temperature},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads()},
+                        "threads": torch.get_num_threads(), "denormals": denormal_mode()},
     }
     context = MetricContext(model=model, splits=splits, settings=settings, encodings=enc, generator=gen,
                             progress=progress, timings=timings)

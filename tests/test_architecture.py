@@ -23,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "imae_kit"
 
 LAYERS = {
-    0: ["errors", "params", "atomic", "progress", "tables", "precision", "distributed", "memory"],
+    0: ["errors", "params", "atomic", "progress", "tables", "precision", "distributed", "memory", "denormals"],
     1: ["registry"],
     2: ["step", "distributions", "estimators", "schedules", "runs", "networks", "data"],
     3: ["terms", "metrics"],

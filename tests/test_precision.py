@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 
 import attrs
 import pytest
 import torch
 
 from imae_kit import precision as P
+from imae_kit.denormals import denormal_mode
 from imae_kit.errors import RecipeError, RunError
 from imae_kit.evaluation import evaluate
 from imae_kit.metrics.settings import EvalSettings
@@ -186,3 +188,4 @@ def test_show_and_run_json_say_which_precision_runs(tmp_path, monkeypatch):
     trainer.run()
     status = json.loads((tmp_path / "run" / "run.json").read_text())
     assert status["precision"] == "fp32" and not math.isnan(trainer.step)
+    assert status["denormals"] == denormal_mode() == ("flushed" if platform.machine() == "x86_64" else status["denormals"])
