@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 from reference_loop import EQ10_OVERRIDES, imae_loss, mnist_networks  # noqa: E402
 
 from imae_kit.data.base import DataSplits, TensorImages  # noqa: E402
+from imae_kit.denormals import flush_denormals  # noqa: E402
 from imae_kit.recipe import load_recipe  # noqa: E402
 from imae_kit.runs import RunDir  # noqa: E402
 from imae_kit.training import Trainer  # noqa: E402
@@ -80,6 +81,7 @@ def time_handwritten(splits: DataSplits, steps: int, batch_size: int, beta: floa
 
 def main() -> None:
     """Run the rounds and print the figures."""
+    flush_denormals()  # as the imae-kit command does, for both loops alike
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=3)

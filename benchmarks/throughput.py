@@ -46,6 +46,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from imae_kit.data.base import DataSplits, TensorImages
+from imae_kit.denormals import flush_denormals
 from imae_kit.errors import ImaeKitError
 from imae_kit.precision import cpu_has_native_bf16
 from imae_kit.recipe import load_recipe
@@ -140,7 +141,7 @@ def child_step_seconds(name: str, batch: int, precision: str, args: argparse.Nam
     """``step_seconds`` in a child process with ``env`` added (a process-wide setting: ``IMAE_KIT_MALLOC``,
     ``IMAE_KIT_DENORMALS``)."""
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import throughput as T; "
-            f"import torch; torch.set_num_threads({torch.get_num_threads()}); "
+            f"T.flush_denormals(); import torch; torch.set_num_threads({torch.get_num_threads()}); "
             f"splits = T.synthetic_splits({name!r}) if {args.synthetic!r} else "
             f"T.load_data(T.recipe_for({name!r}, 64, 'fp32', 1)); "
             f"print(json.dumps(T.step_seconds({name!r}, {batch}, {precision!r}, {args.steps}, {args.warmup}, splits, "
@@ -167,6 +168,7 @@ def levers(name: str, splits: DataSplits, args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Measure and print."""
+    flush_denormals()  # as the imae-kit command does, before torch's threads exist (IMAE_KIT_DENORMALS=keep: not)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", action="append", choices=("dsprites", "mnist"), help="repeatable (default both)")
     ap.add_argument("--batch-sizes", default="64,256,1024,2048")

@@ -6,13 +6,9 @@ registration decorators, and ``Step`` with its parts for term authors.
 
 from typing import Any
 
-from imae_kit.denormals import flush_denormals
-
-flush_denormals()  # before torch's first parallel op creates its threads, which inherit it (imae_kit.denormals)
-
-from imae_kit.errors import ImaeKitError  # noqa: E402
-from imae_kit.registry import register_dataset  # noqa: E402, register_metric, register_network, register_term
-from imae_kit.step import Posterior  # noqa: E402, Samples, Step
+from imae_kit.errors import ImaeKitError
+from imae_kit.registry import register_dataset, register_metric, register_network, register_term
+from imae_kit.step import Posterior, Samples, Step
 
 __version__ = "0.1.0"
 

@@ -300,10 +300,20 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) 
 cli.add_command(data)
 
 
+COMPUTING_COMMANDS = ("run", "eval", "sweep")  # the commands that train or evaluate in this process
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``imae-kit`` console script."""
+    """Entry point of the ``imae-kit`` console script (and ``python -m imae_kit``, torchrun's processes)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if next((a for a in args if not a.startswith("-")), None) in COMPUTING_COMMANDS:
+        from imae_kit.denormals import flush_denormals
+
+        # this process is imae-kit's own: subnormal floats as zero in every torch thread, set before torch
+        # creates them (they inherit it); see imae_kit.denormals. Not for --help, which does not load torch.
+        flush_denormals()
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="imae-kit", standalone_mode=True)
+        cli.main(args=args, prog_name="imae-kit", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)

@@ -8,10 +8,14 @@ a run reports lives there: every density is computed in log space, and a second 
 give the same Adam step (its eps is 1e-8).
 
 The flag is per thread, and a thread inherits it from the thread that creates it. PyTorch's intra-op (OpenMP)
-threads are created by the first parallel operation, so ``flush_denormals`` must run before it:
-``import imae_kit`` does it. A process that ran parallel torch work before importing imae_kit keeps
-subnormals in the threads it already has; ``denormal_mode`` tells ("partial"), and the trainer says so.
-``IMAE_KIT_DENORMALS=keep`` leaves the CPU's default alone.
+threads are created by the first parallel operation, so ``flush_denormals`` must run before it: the
+``imae-kit`` command (``imae_kit.cli.main``, also ``python -m imae_kit`` and torchrun's processes) calls it
+first thing. The flag is process state that Python's own floats obey too, so importing imae_kit does not set
+it: in your own process (a notebook, a script calling ``imae_kit.train``) call
+``imae_kit.denormals.flush_denormals()`` before any torch work if you want the CLI's speed. A process whose
+torch threads existed before the call keeps subnormals in them; ``denormal_mode`` tells ("partial"), the
+trainer warns, and run.json records the mode of every run. ``IMAE_KIT_DENORMALS=keep`` makes
+``flush_denormals`` a no-op.
 """
 
 from __future__ import annotations

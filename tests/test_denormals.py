@@ -1,8 +1,10 @@
-"""imae_kit.denormals: subnormal floats are flushed to zero in every intra-op thread of a process that imports
-imae_kit before running torch code, so a trained model's steps keep their speed."""
+"""imae_kit.denormals: subnormal floats are flushed to zero in every intra-op thread of a process that calls
+``flush_denormals`` before running torch code (the CLI does, first thing), so a trained model's steps keep their
+speed; importing imae_kit alone changes nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -10,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TOY_OVERRIDES
 
 x86 = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="FTZ/DAZ are x86 flags")
 
@@ -21,7 +23,9 @@ torch.set_num_threads(2)
 if sys.argv[1] == "torch-first":
     (torch.ones(1 << 18) * 2).sum()  # torch's thread pool exists before imae_kit is imported
 import imae_kit
-from imae_kit.denormals import denormal_mode
+from imae_kit.denormals import denormal_mode, flush_denormals
+if sys.argv[1] != "import-only":
+    flush_denormals()
 # fused Adam (the kernel a trained model slows) on second moments that are subnormal: how many stay so
 p = torch.nn.Parameter(torch.zeros(1 << 18))
 p.grad = torch.full_like(p, 1e-21)  # squared: 1e-42
@@ -40,8 +44,24 @@ def _probe(order: str, **env: str) -> tuple[str, int]:
 
 
 @x86
-def test_importing_imae_kit_first_flushes_subnormals_in_every_thread():
+def test_flushing_before_torch_work_reaches_every_thread():
     assert _probe("imae-kit-first") == ("flushed", 0)
+
+
+@x86
+def test_importing_imae_kit_alone_leaves_the_process_as_it_was():
+    """The flag is process state (Python's floats obey it too): a library import must not set it."""
+    assert _probe("import-only") == ("kept", 1 << 18)
+
+
+@x86
+def test_the_cli_flushes_and_run_json_says_so(tmp_path):
+    """``python -m imae_kit run`` (the console script's main): every thread flushes, recorded in run.json."""
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "imae_kit", "run", str(REPO / "recipes" / "imae_mnist.toml"), "-q",
+                    "--no-eval", "--steps", "2", "--out", str(out), *[a for o in TOY_OVERRIDES for a in ("--set", o)]],
+                   check=True, cwd=REPO, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert json.loads((out / "run.json").read_text())["denormals"] == "flushed"
 
 
 @x86

@@ -284,3 +284,48 @@ def test_compiled_kernel_agrees_with_the_eager_one():
             for kernel in ("eager", "compiled")]
     assert runs[1].kernel == "compiled"
     assert torch.allclose(runs[0].matrix, runs[1].matrix, atol=1e-4)
+
+
+def test_bounded_latents_keep_every_estimated_number_and_move_the_mig_within_the_bound():
+    """Two dimensions at the prior (I(x;z_k) ~ 1e-6 nats) among four informative ones: with ``bound_below`` they
+    are bounded by eq. 4 (not estimated, entered as 0), every other entry is the number the full estimator gives
+    from the same draws, and the MIG moves by no more than what those latents could add: their true I (at most
+    the stated bound) or, in the full estimator, their Monte-Carlo estimate; a weakly informative dimension
+    (I ~ 0.03 nats) above the threshold is still estimated."""
+    g = torch.Generator().manual_seed(4)
+    factors = _grid()
+    n = len(factors)
+    values = _centred(factors)
+    prior_mu = 1e-3 * torch.randn(n, 2, generator=g)
+    weak = 0.25 * values[:, :1] + 0.05 * torch.randn(n, 1, generator=g)
+    mu = torch.cat([values[:, :2], prior_mu[:, :1], values[:, 2:], prior_mu[:, 1:], weak], 1)   # z2, z5: prior
+    sigma = torch.cat([torch.full((n, 2), 0.05), torch.ones(n, 1), torch.full((n, 2), 0.05), torch.ones(n, 2)], 1)
+    state = g.get_state()
+    full = sampled_latent_factor_information(mu, sigma, factors, factor_names=NAMES, num_samples=1200, generator=g)
+    g.set_state(state)
+    bounded = sampled_latent_factor_information(mu, sigma, factors, factor_names=NAMES, num_samples=1200,
+                                                generator=g, bound_below=0.01)
+    assert sorted(bounded.bounds) == ["z2", "z5"]
+    for name, u in bounded.bounds.items():   # eq. 4 by hand: 1/2 log(E s^2 + Var mu) - E log s
+        k = int(name[1:])
+        want = 0.5 * math.log(float((sigma[:, k].double() ** 2).mean() + mu[:, k].double().var(unbiased=False)))
+        assert u == pytest.approx(want - float(sigma[:, k].double().log().mean()), abs=1e-12) and 0 <= u < 1e-5
+    kept = [0, 1, 3, 4, 6]
+    assert torch.allclose(bounded.matrix[kept], full.matrix[kept], atol=1e-9, rtol=0)
+    assert torch.all(bounded.matrix[[2, 5]] == 0) and bool(bounded.marginal_entropies[[2, 5]].isnan().all())
+    assert float(full.matrix[6].max()) > 0.01    # the weak dimension is informative enough to be estimated
+    moved = abs(mutual_information_gap(bounded).score - mutual_information_gap(full).score)
+    largest = torch.maximum(full.matrix[[2, 5]].clamp_min(0).max(0).values, torch.tensor(max(bounded.bounds.values())))
+    assert 0 < bounded.bound_error() and moved <= float((largest / full.factor_entropies).mean()) + 1e-12
+    assert full.bounds == {} and full.bound_error() == 0.0
+
+
+def test_compute_mig_reports_what_it_bounded():
+    g = torch.Generator().manual_seed(6)
+    factors = _grid()
+    n = len(factors)
+    mu = torch.cat([_centred(factors), torch.zeros(n, 1)], 1)
+    sigma = torch.cat([torch.full((n, 4), 0.05), torch.ones(n, 1)], 1)
+    out = compute_mig(mu, sigma, factors, factor_names=NAMES, num_samples=500, generator=g, bound_below=0.01)
+    assert out["bounded_latents"] == {"z4": 0.0} and out["bound_below"] == 0.01
+    assert out["marginal_entropies"][4] is None and out["z_only"]["bound_error"] == 0.0

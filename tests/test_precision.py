@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 
 import attrs
 import pytest
@@ -188,4 +187,4 @@ def test_show_and_run_json_say_which_precision_runs(tmp_path, monkeypatch):
     trainer.run()
     status = json.loads((tmp_path / "run" / "run.json").read_text())
     assert status["precision"] == "fp32" and not math.isnan(trainer.step)
-    assert status["denormals"] == denormal_mode() == ("flushed" if platform.machine() == "x86_64" else status["denormals"])
+    assert status["denormals"] == denormal_mode()   # this process's (the CLI's own: tests/test_denormals.py)

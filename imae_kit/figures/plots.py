@@ -167,7 +167,11 @@ def mig_matrix_figure(mig: dict, path: Path) -> Path:
         m = np.clip(np.array(info["nats"], dtype=float), 0, None)
         h = np.array(info["factor_entropies"], dtype=float)
         norm = np.divide(m, h[None], out=np.zeros_like(m), where=h[None] > 0)
-        im = _heat(ax, norm, info["latents"], info["factors"], title)
+        bounded = (mig.get("bounded_latents") or {}) if info is panels[0][1] else {}  # sampled panel only
+        names = [f"{n}*" if n in bounded else n for n in info["latents"]]
+        if bounded:
+            title += f"\n* bounded, not estimated: I(x; z_k) < {mig.get('bound_below', 0):g} nats"
+        im = _heat(ax, norm, names, info["factors"], title)
     cax = fig.add_axes((0.92, 0.2, 0.015, 0.6))
     fig.colorbar(im, cax=cax)
     return save_figure(fig, path)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from imae_kit.estimators import LOG_2PI, entropy_of_probs
-from imae_kit.metrics.information import sample_indices
+from imae_kit.metrics.information import gaussian_bounds, sample_indices
 from imae_kit.metrics.mixture import DEFAULT_CHUNK_ELEMENTS, MixtureKernel, choose_kernel, sample_posterior
 from imae_kit.progress import progress_callback
 
@@ -63,6 +63,18 @@ class LatentFactorInformation:
     samples: int | None = None
     points: int = 0
     kernel: str | None = None
+    bounds: dict[str, float] = attrs.field(factory=dict)
+
+    def bound_error(self) -> float:
+        """The most the MIG over these latents and factors can move for the bounded latents (whose I(z_k; v_j),
+        in [0, U_k], is taken as 0): a factor's top and second I each move by at most max U_k, so its gap by at
+        most max U_k / H(v_j); the MIG, a mean over factors, by the mean of that. 0 when nothing is bounded."""
+        bounded = [u for name, u in self.bounds.items() if name in self.latent_names]
+        if not bounded or not len(self.factor_entropies):
+            return 0.0
+        h = self.factor_entropies.to(torch.float64)
+        per_factor = torch.where(h > 0, max(bounded) / h.clamp_min(1e-300), torch.zeros_like(h))
+        return float(per_factor.mean())
 
     def select(self, latents: Sequence[str] | None = None, factors: Sequence[str] | None = None
                ) -> "LatentFactorInformation":
@@ -157,15 +169,27 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
                                       factor_names: Sequence[str] | None = None, probs: torch.Tensor | None = None,
                                       num_samples: int = 10000, generator: torch.Generator | None = None,
                                       chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, kernel: str = "auto",
-                                      progress: bool = False) -> LatentFactorInformation:
+                                      progress: bool = False, bound_below: float = 0.0) -> LatentFactorInformation:
     """I(z_k; v_j) for every latent dimension and factor by Chen et al.'s sampled estimator (module docstring),
-    over all N rows of mu, sigma [N, K] and factors [N, F]; with ``probs`` [N, K2] a last row I(y; v_j)."""
-    n, k = mu.shape
+    over all N rows of mu, sigma [N, K] and factors [N, F]; with ``probs`` [N, K2] a last row I(y; v_j).
+
+    ``bound_below`` > 0: a dimension whose information about x is provably below it (PAPER.md eq. 4's upper bound
+    U_k, ``gaussian_bounds``)
+    is bounded, not estimated: its I(z_k; v_j) <= I(z_k; x) <= U_k is entered as 0 (its entropies as nan) and
+    U_k recorded in ``bounds``; the other dimensions get exactly the numbers they get without it (same samples).
+    A dimension at the prior costs as much as an informative one, so this is most of the work on a model that
+    leaves dimensions unused."""
+    n, k_all = mu.shape
     factors = factors.long()
     names = _factor_names(factors, factor_names)
     mu, sigma = mu.to(torch.float32), sigma.to(torch.float32)
     picks = sample_indices(n, num_samples, generator)
     z, own = sample_posterior(mu[picks], sigma[picks], generator)
+    upper = gaussian_bounds(mu, sigma).upper  # eq. 4: U_k >= I(x; z_k) >= I(z_k; v_j), v_j a function of x
+    keep = [i for i in range(k_all) if not (bound_below > 0 and float(upper[i]) < bound_below)]
+    bounds = {f"z{i}": float(upper[i]) for i in range(k_all) if i not in keep}
+    mu, sigma, z, own = mu[:, keep], sigma[:, keep], z[:, keep], own[:, keep]
+    k = len(keep)
     max_norm = (-torch.log(sigma) - 0.5 * LOG_2PI).max(0).values
 
     groups = []  # per factor: (values, number of values, points per value, samples per value)
@@ -216,14 +240,20 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
                 lq = kernel_over(comp).log_sum(z[rows], own[rows], advance) - math.log(int(counts[i]))
                 total -= lq.sum(0)
             conditional[:, j] = total / len(picks)
-    matrix = marginal[:, None] - conditional
-    latents = tuple(f"z{i}" for i in range(k))
+    full_marginal = torch.full((k_all,), math.nan, dtype=torch.float64)
+    full_conditional = torch.full((k_all, len(groups)), math.nan, dtype=torch.float64)
+    full_marginal[keep], full_conditional[keep] = marginal, conditional
+    matrix = torch.zeros(k_all, len(groups), dtype=torch.float64)
+    matrix[keep] = marginal[:, None] - conditional
+    latents = tuple(f"z{i}" for i in range(k_all))
     if probs is not None:
         matrix = torch.cat([matrix, discrete_latent_factor_information(probs, factors)[None]], 0)
         latents = latents + ("y",)
     return LatentFactorInformation(latent_names=latents, factor_names=names, matrix=matrix,
-                                   factor_entropies=factor_entropies(factors), marginal_entropies=marginal,
-                                   conditional_entropies=conditional, samples=len(picks), points=n, kernel=used)
+                                   factor_entropies=factor_entropies(factors), marginal_entropies=full_marginal,
+                                   conditional_entropies=full_conditional, samples=len(picks), points=n, kernel=used,
+                                   bounds=bounds)
+
 
 
 def histogram_discretize(values: torch.Tensor | np.ndarray, bins: int = 20) -> np.ndarray:
@@ -288,7 +318,7 @@ def compute_mig(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, *,
                 probs: torch.Tensor | None = None, z_factors: Sequence[str] | None = None,
                 num_samples: int = 10000, bins: int = 20, generator: torch.Generator | None = None,
                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, kernel: str = "auto",
-                progress: bool = False) -> dict:
+                progress: bool = False, bound_below: float = 0.0) -> dict:
     """Both MIGs, both ways: (a) "z_only" over ``z_factors`` (default all) with z alone (PAPER.md Figure 5);
     (b) "with_y" over every factor with y as one more latent (Figure 7). JSON-ready dict with the scores,
     per-factor gaps, full I(latent; factor) matrices (nats) and what was used."""
@@ -296,7 +326,8 @@ def compute_mig(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, *,
     z_names = tuple(z_factors) if z_factors is not None else names
     sampled = sampled_latent_factor_information(mu, sigma, factors, factor_names=names, probs=probs,
                                                 num_samples=num_samples, generator=generator,
-                                                chunk_elements=chunk_elements, kernel=kernel, progress=progress)
+                                                chunk_elements=chunk_elements, kernel=kernel, progress=progress,
+                                                bound_below=bound_below)
     z_latents = tuple(n for n in sampled.latent_names if n != "y")
     hist = histogram_latent_factor_information(mu, factors, bins=bins, factor_names=names,
                                                discrete=None if probs is None else probs.argmax(-1))
@@ -309,10 +340,14 @@ def compute_mig(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, *,
         "points": int(mu.shape[0]),
         "samples": sampled.samples,
         "kernel": sampled.kernel,
-        "z_only": mutual_information_gap(sampled.select(z_latents, z_names)).to_dict(),
-        "with_y": mutual_information_gap(sampled).to_dict() if probs is not None else None,
+        "z_only": {**mutual_information_gap(sampled.select(z_latents, z_names)).to_dict(),
+                   "bound_error": sampled.select(z_latents, z_names).bound_error()},
+        "with_y": ({**mutual_information_gap(sampled).to_dict(), "bound_error": sampled.bound_error()}
+                   if probs is not None else None),
         "mutual_information": matrix(sampled),
-        "marginal_entropies": sampled.marginal_entropies.tolist(),
+        "marginal_entropies": [None if math.isnan(h) else h for h in sampled.marginal_entropies.tolist()],
+        "bounded_latents": sampled.bounds,
+        "bound_below": bound_below,
         "histogram": {
             "bins": bins,
             "z_only": mutual_information_gap(hist.select(z_latents, z_names), clamp=False).to_dict(),

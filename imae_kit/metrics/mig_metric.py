@@ -1,7 +1,7 @@
 """The MIG as a registered metric: both estimators of ``imae_kit.metrics.mig`` (sampled, Chen et al.; histogram,
 disentanglement_lib), each with z alone over the factors other than the label (PAPER.md Figure 5) and with y
 as one more latent over every factor (Figure 7), over the factor split ([eval] mig_split, mig_max_points,
-mig_samples, histogram_bins)."""
+mig_samples, mig_bound_below, histogram_bins)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ class MigResult(MetricResult):
     histogram: dict
     split: str
     excluded_from_z_only: list[str]
+    bounded_latents: dict = attrs.field(factory=dict)
+    bound_below: float = 0.0
 
     def headline(self) -> list[tuple[str, float | str]]:
         """Sampled and histogram MIG, z only and with y."""
@@ -65,6 +67,12 @@ class MigResult(MetricResult):
                      _fmt(hist["z_only"]["gaps"].get(f, "-")),
                      _fmt((hist.get("with_y") or {}).get("gaps", {}).get(f, "-"))]
             lines.append("| " + " | ".join(cells) + " |")
+        if self.bounded_latents:
+            bounds = ", ".join(f"{k} <= {v:.4f}" for k, v in self.bounded_latents.items())
+            lines += ["", f"Bounded, not estimated (I(x;z_k) provably below {self.bound_below:g} nats, PAPER.md eq. 4): "
+                          f"{bounds} nats; taken as 0, which can move the sampled MIG by at most "
+                          f"{self.z_only.get('bound_error', 0.0):.4f} (z only)"
+                          + (f" / {self.with_y.get('bound_error', 0.0):.4f} (with y)" if self.with_y else "") + "."]
         if self.excluded_from_z_only:
             lines += ["", f"The z-only MIG leaves out {', '.join(self.excluded_from_z_only)} (the class label, "
                           "which y is meant to carry), as PAPER.md Figure 5; the with-y MIG counts it (Figure 7)."]
@@ -95,5 +103,5 @@ class MutualInformationGap:
         mig = compute_mig(menc.mu, menc.sigma, menc.factors, factor_names=names, probs=menc.probs,
                           z_factors=z_factors, num_samples=s.mig_samples, bins=s.histogram_bins,
                           generator=context.generator, chunk_elements=s.chunk_elements, kernel=s.mixture_kernel,
-                          progress=context.progress)
+                          progress=context.progress, bound_below=s.mig_bound_below)
         return MigResult(**mig, split=s.mig_split, excluded_from_z_only=[names[j] for j in excluded])

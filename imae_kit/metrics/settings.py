@@ -23,6 +23,10 @@ from imae_kit import registry
 from imae_kit.errors import ImaeKitError
 from imae_kit.params import bool_field, choice_field, float_field, int_field, show_value
 
+# nats: below this provable bound on I(x; z_k) the sampled MIG bounds a dimension instead of estimating it (the
+# default of [eval] mig_bound_below, and the training monitor's)
+DEFAULT_BOUND_BELOW = 0.01
+
 # what [eval] runs when it names no metrics: the paper's measurements, as eval.json has always held them
 DEFAULT_METRICS = ("accuracy", "discrete", "continuous", "total_correlation", "reconstruction", "mig")
 _REQUEST_KEYS = ("name", "label", "params")
@@ -111,6 +115,10 @@ class EvalSettings:
                                   doc="split the MIG is computed over (dSprites: train is the full grid)")
     mig_max_points: int = int_field(0, min=0, doc="points of the MIG split used (0: all, as Chen et al.)")
     mig_samples: int = int_field(10000, min=1, doc="samples of q(z|x) for the MIG entropies (Chen et al.: 10,000)")
+    mig_bound_below: float = float_field(
+        DEFAULT_BOUND_BELOW, min=0.0, doc="sampled MIG: a z_k whose I(x;z_k) is provably below this many nats (eq. 4's upper "
+                           "bound) is bounded, not estimated; eval.json says by how much that can move the MIG "
+                           "(0: estimate every z_k)")
     mixture_kernel: str = choice_field("auto", ("auto", "eager", "compiled"),
                                       doc="mixture kernel: eager torch, torch.compile'd, or auto (compile if large)")
     histogram_bins: int = int_field(20, min=2, doc="bins of the histogram MIG (disentanglement_lib: 20)")

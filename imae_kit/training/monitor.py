@@ -24,6 +24,7 @@ from imae_kit.estimators import entropy_of_probs
 from imae_kit.metrics.accuracy import cluster_accuracy
 from imae_kit.metrics.encodings import encode_dataset
 from imae_kit.metrics.mig import compute_mig, label_factors
+from imae_kit.metrics.settings import DEFAULT_BOUND_BELOW
 
 
 class TrainingMonitor:
@@ -50,7 +51,8 @@ class TrainingMonitor:
         z_factors = tuple(n for j, n in enumerate(self.factor_names) if j not in excluded) or self.factor_names
         return compute_mig(enc.mu, enc.sigma, enc.factors, factor_names=self.factor_names, probs=enc.probs,
                            z_factors=z_factors, num_samples=self.samples,
-                           generator=torch.Generator().manual_seed(self.seed), kernel="eager")
+                           generator=torch.Generator().manual_seed(self.seed), kernel="eager",
+                           bound_below=DEFAULT_BOUND_BELOW)
 
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
         """The numbers of the model as it is now (model put in eval mode for the call, restored after)."""

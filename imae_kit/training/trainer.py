@@ -24,7 +24,7 @@ from imae_kit import distributed
 from imae_kit.data.base import ArrayDataset, DataSplits
 from imae_kit.data.order import index_batches, steps_per_epoch
 from imae_kit.errors import DiskWriteError, DivergenceError, RunError
-from imae_kit.denormals import denormal_mode, flush_denormals
+from imae_kit.denormals import denormal_mode
 from imae_kit.memory import keep_freed_memory
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.objective import NonFiniteTermError, Objective, ObjectiveOutput
@@ -71,12 +71,13 @@ class Trainer:
         self.device = resolve_device(recipe.train.device)
         self.precision = resolve_precision(recipe.train.precision, self.device)
         keep_freed_memory()  # large CPU tensors reuse their pages from step to step (imae_kit.memory)
-        flush_denormals()  # subnormals as zero: a trained model's Adam step stays fast (imae_kit.denormals)
+        # subnormal floats: flushed by the imae-kit command, or by the caller (imae_kit.denormals); recorded
         self.denormals = denormal_mode() if self.device.type == "cpu" else "n/a"
         if self.denormals == "partial":
-            self.console.print("[yellow]warning:[/] torch's threads existed before imae_kit was imported, so some "
-                               "keep subnormal floats (steps can be up to 1.5x slower); import imae_kit before "
-                               "running torch code", highlight=False, soft_wrap=True)
+            self.console.print("[yellow]warning:[/] some of torch's threads keep subnormal floats (they existed "
+                               "before flush_denormals was called), so steps can be up to 1.5x slower; call "
+                               "imae_kit.denormals.flush_denormals() before any torch work", highlight=False,
+                               soft_wrap=True)
         self.splits = splits if splits is not None else load_data(recipe)
         self.train_set: ArrayDataset = self.splits.train
         if self.device.type == "cuda" and hasattr(self.train_set, "to_device"):
