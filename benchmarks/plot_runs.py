@@ -52,7 +52,7 @@ def main() -> None:
         group, _, point = label.partition(":")
         groups.setdefault(group, []).append((lookup(data, args.x), lookup(data, args.y), point))
         print(f"{label}: {args.x} = {groups[group][-1][0]:.4g}, {args.y} = {groups[group][-1][1]:.4g}")
-    fig, ax = plt.subplots(figsize=(5.2, 3.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.2, 3.8), dpi=110)
     for group, points in groups.items():
         xs, ys, names = zip(*points)
         ax.plot(xs, ys, "o-", label=group)
@@ -63,7 +63,7 @@ def main() -> None:
     ax.set_ylabel(args.ylabel or args.y)
     ax.set_title(args.title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the axes: no point hidden
     write_figure(fig, args.out)
 
 
