@@ -151,11 +151,11 @@ def child_step_seconds(name: str, batch: int, precision: str, args: argparse.Nam
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def levers(name: str, splits: DataSplits, args: argparse.Namespace) -> None:
-    """Step time at the recipe's default batch with each measured lever on and off, side by side."""
+def levers(name: str, splits: DataSplits, args: argparse.Namespace, state: dict | None) -> None:
+    """Step time at the recipe's default batch with each measured lever on and off, side by side (on ``state``,
+    the trained model of ``--from-run``, when given; the child processes load it themselves)."""
     batch = load_recipe(RECIPES / f"imae_{name}.toml").train.batch_size
     precision = "bf16" if cpu_has_native_bf16() else "fp32"
-    state = load_state(args.from_run)
     exact = step_seconds(name, batch, precision, args.steps, args.warmup, splits, state=state)
     fd = step_seconds(name, batch, precision, args.steps, args.warmup, splits, hvp="finite_difference", state=state)
     system = child_step_seconds(name, batch, precision, args, {"IMAE_KIT_MALLOC": "system"})
@@ -232,7 +232,7 @@ def main() -> None:
                       f"{gflops / peak['bf16']:>11.1%} {gflops / peak['fp32']:>11.1%} {gflops / ref:>13.1%} "
                       f"{ips / base_ips:>10.2f}x")
         if not args.no_levers:
-            levers(name, splits, args)
+            levers(name, splits, args, state)
     sys.stdout.flush()
 
 

@@ -24,7 +24,6 @@ import os
 
 import torch
 
-_MODES = ("flushed", "partial", "kept")
 _requested: bool | None = None
 
 

@@ -176,7 +176,8 @@ class _MarginalLogSumExp(torch.autograd.Function):
         grad_z, grad_mu, grad_sigma = torch.empty_like(z), torch.zeros_like(mu), torch.zeros_like(sigma)
         for a in range(0, z.shape[0], ctx.rows):
             t, q = _chunk_log_density(z[a:a + ctx.rows], mu, inv, base, log_w, a)
-            gq = q.sub_(out[a:a + ctx.rows].unsqueeze(1)).clamp_min_(EXP_FLOOR).exp_().mul_(grad[a:a + ctx.rows].unsqueeze(1))
+            gq = q.sub_(out[a:a + ctx.rows].unsqueeze(1)).clamp_min_(EXP_FLOOR).exp_()   # softmax weights
+            gq.mul_(grad[a:a + ctx.rows].unsqueeze(1))
             grad_sigma += (gq * (t * t - 1.0)).sum(dim=0)     # d q / d s = (t^2 - 1) / s
             gt = gq.mul_(t).mul_(inv)                          # d q / d z = -t / s, d q / d mu = t / s
             grad_z[a:a + ctx.rows] = -gt.sum(dim=1)

@@ -21,8 +21,8 @@ import torch
 
 from imae_kit import figures
 from imae_kit.data.base import DataSplits
-from imae_kit.errors import RecipeError
 from imae_kit.denormals import denormal_mode
+from imae_kit.errors import RecipeError
 from imae_kit.memory import keep_freed_memory
 from imae_kit.metrics.base import FigureRequest, MetricContext, MetricResult, missing_needs
 from imae_kit.metrics.encodings import Encodings, encode_dataset

@@ -163,11 +163,11 @@ def mig_matrix_figure(mig: dict, path: Path) -> Path:
         scores += f"   |   with y: {mig['with_y']['score']:.3f} / {mig['histogram']['with_y']['score']:.3f}"
     fig.suptitle("I(latent; factor) / H(factor)   (bold: top latent per factor)\n" + scores, fontsize=11)
     im = None
-    for ax, (title, info, _score) in zip(axes, panels):
+    for panel, (ax, (title, info, _score)) in enumerate(zip(axes, panels)):
         m = np.clip(np.array(info["nats"], dtype=float), 0, None)
         h = np.array(info["factor_entropies"], dtype=float)
         norm = np.divide(m, h[None], out=np.zeros_like(m), where=h[None] > 0)
-        bounded = (mig.get("bounded_latents") or {}) if info is panels[0][1] else {}  # sampled panel only
+        bounded = (mig.get("bounded_latents") or {}) if panel == 0 else {}  # the sampled panel only
         names = [f"{n}*" if n in bounded else n for n in info["latents"]]
         if bounded:
             title += f"\n* bounded, not estimated: I(x; z_k) < {mig.get('bound_below', 0):g} nats"

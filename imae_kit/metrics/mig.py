@@ -174,9 +174,9 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
     over all N rows of mu, sigma [N, K] and factors [N, F]; with ``probs`` [N, K2] a last row I(y; v_j).
 
     ``bound_below`` > 0: a dimension whose information about x is provably below it (PAPER.md eq. 4's upper bound
-    U_k, ``gaussian_bounds``)
-    is bounded, not estimated: its I(z_k; v_j) <= I(z_k; x) <= U_k is entered as 0 (its entropies as nan) and
-    U_k recorded in ``bounds``; the other dimensions get exactly the numbers they get without it (same samples).
+    U_k, ``gaussian_bounds``) is bounded, not estimated: its I(z_k; v_j) <= I(z_k; x) <= U_k is entered as 0
+    (its entropies as nan) and U_k recorded in ``bounds``; the other dimensions get exactly the numbers they get
+    without it (same samples).
     A dimension at the prior costs as much as an informative one, so this is most of the work on a model that
     leaves dimensions unused."""
     n, k_all = mu.shape
@@ -255,7 +255,6 @@ def sampled_latent_factor_information(mu: torch.Tensor, sigma: torch.Tensor, fac
                                    bounds=bounds)
 
 
-
 def histogram_discretize(values: torch.Tensor | np.ndarray, bins: int = 20) -> np.ndarray:
     """Bin each column of ``values`` [N, L] into ``bins`` equal-width bins over its range: int array in
     0..bins-1 (numpy's histogram edges; the column maximum falls in the last bin)."""
@@ -329,6 +328,7 @@ def compute_mig(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, *,
                                                 chunk_elements=chunk_elements, kernel=kernel, progress=progress,
                                                 bound_below=bound_below)
     z_latents = tuple(n for n in sampled.latent_names if n != "y")
+    sampled_z = sampled.select(z_latents, z_names)
     hist = histogram_latent_factor_information(mu, factors, bins=bins, factor_names=names,
                                                discrete=None if probs is None else probs.argmax(-1))
 
@@ -340,8 +340,7 @@ def compute_mig(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, *,
         "points": int(mu.shape[0]),
         "samples": sampled.samples,
         "kernel": sampled.kernel,
-        "z_only": {**mutual_information_gap(sampled.select(z_latents, z_names)).to_dict(),
-                   "bound_error": sampled.select(z_latents, z_names).bound_error()},
+        "z_only": {**mutual_information_gap(sampled_z).to_dict(), "bound_error": sampled_z.bound_error()},
         "with_y": ({**mutual_information_gap(sampled).to_dict(), "bound_error": sampled.bound_error()}
                    if probs is not None else None),
         "mutual_information": matrix(sampled),

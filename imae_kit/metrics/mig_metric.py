@@ -69,8 +69,8 @@ class MigResult(MetricResult):
             lines.append("| " + " | ".join(cells) + " |")
         if self.bounded_latents:
             bounds = ", ".join(f"{k} <= {v:.4f}" for k, v in self.bounded_latents.items())
-            lines += ["", f"Bounded, not estimated (I(x;z_k) provably below {self.bound_below:g} nats, PAPER.md eq. 4): "
-                          f"{bounds} nats; taken as 0, which can move the sampled MIG by at most "
+            lines += ["", f"Bounded, not estimated (I(x;z_k) provably below {self.bound_below:g} nats, PAPER.md "
+                          f"eq. 4): {bounds} nats; taken as 0, which can move the sampled MIG by at most "
                           f"{self.z_only.get('bound_error', 0.0):.4f} (z only)"
                           + (f" / {self.with_y.get('bound_error', 0.0):.4f} (with y)" if self.with_y else "") + "."]
         if self.excluded_from_z_only:

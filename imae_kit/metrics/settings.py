@@ -116,9 +116,9 @@ class EvalSettings:
     mig_max_points: int = int_field(0, min=0, doc="points of the MIG split used (0: all, as Chen et al.)")
     mig_samples: int = int_field(10000, min=1, doc="samples of q(z|x) for the MIG entropies (Chen et al.: 10,000)")
     mig_bound_below: float = float_field(
-        DEFAULT_BOUND_BELOW, min=0.0, doc="sampled MIG: a z_k whose I(x;z_k) is provably below this many nats (eq. 4's upper "
-                           "bound) is bounded, not estimated; eval.json says by how much that can move the MIG "
-                           "(0: estimate every z_k)")
+        DEFAULT_BOUND_BELOW, min=0.0,
+        doc="sampled MIG: a z_k whose I(x;z_k) is provably below this many nats (eq. 4's upper bound) is bounded, "
+            "not estimated; eval.json says by how much that can move the MIG (0: estimate every z_k)")
     mixture_kernel: str = choice_field("auto", ("auto", "eager", "compiled"),
                                       doc="mixture kernel: eager torch, torch.compile'd, or auto (compile if large)")
     histogram_bins: int = int_field(20, min=2, doc="bins of the histogram MIG (disentanglement_lib: 20)")

@@ -23,8 +23,8 @@ from rich.progress import Progress, TextColumn
 from imae_kit import distributed
 from imae_kit.data.base import ArrayDataset, DataSplits
 from imae_kit.data.order import index_batches, steps_per_epoch
-from imae_kit.errors import DiskWriteError, DivergenceError, RunError
 from imae_kit.denormals import denormal_mode
+from imae_kit.errors import DiskWriteError, DivergenceError, RunError
 from imae_kit.memory import keep_freed_memory
 from imae_kit.model import HybridAutoencoder, build_model
 from imae_kit.objective import NonFiniteTermError, Objective, ObjectiveOutput
