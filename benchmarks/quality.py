@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from imae_kit.denormals import flush_denormals
 from imae_kit.errors import ImaeKitError
 from imae_kit.recipe import load_recipe
 from imae_kit.report import headline
@@ -51,6 +52,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
+    flush_denormals()  # as the imae-kit command does, before torch's threads exist: the same numbers as `imae-kit run`
     if args.threads:
         torch.set_num_threads(args.threads)
     name = load_recipe(args.recipe, args.overrides, steps=args.steps).name
