@@ -61,6 +61,33 @@ def test_weight_schedules(weight, expected):
     assert [sched.at(s) for s in (0, 50, 150, 1000)] == pytest.approx(expected)
 
 
+def test_epoch_schedule_is_the_step_schedule_of_the_runs_own_epochs():
+    """linear_epochs at 240 steps an epoch gives, at every step, the weight of linear at the same steps; at 96
+    steps an epoch the same epochs; unresolved it refuses to guess."""
+    text = MINIMAL_RECIPE.replace('weight = "${beta}"', 'weight = { schedule = "linear_epochs", start = 0.5, '
+                                                          'end = 5.0, from_epoch = 10, to_epoch = 20 }')
+    epochs = parse_recipe(text).objective.terms[1].weight
+    assert epochs.describe() == "linear(0.5->5, epochs 10-20)" and not epochs.always_zero
+    with pytest.raises(RuntimeError, match="in_steps"):
+        epochs.at(0)
+    steps = Schedule(kind="linear", start=0.5, end=5.0, from_step=2400, to_step=4800)
+    at_240 = epochs.in_steps(240)
+    assert [at_240.at(k) for k in range(0, 6001)] == [steps.at(k) for k in range(0, 6001)]
+    at_96 = epochs.in_steps(96)
+    assert [at_96.at(k) for k in (0, 960, 1440, 1920, 5000)] == pytest.approx([0.5, 0.5, 2.75, 5.0, 5.0])
+    assert Schedule(kind="constant", value=2.0).in_steps(7) == Schedule(kind="constant", value=2.0)
+
+
+def test_epoch_schedule_errors():
+    bad = '{ schedule = "linear_epochs", start = 0.0, end = 3.0, from_epoch = 5, to_epoch = 5 }'
+    assert "'to_epoch' (5) must be greater than 'from_epoch' (5)" in _error(
+        MINIMAL_RECIPE.replace('weight = "${beta}"', f"weight = {bad}"))
+    steps_key = '{ schedule = "linear_epochs", start = 0.0, end = 3.0, from_step = 5, to_epoch = 9 }'
+    assert "from_step" in _error(MINIMAL_RECIPE.replace('weight = "${beta}"', f"weight = {steps_key}"))
+    hidden = '{ schedule = "linear_epochs", start = 0.0, end = 3.0, from_epoch = 1, to_epoch = 2, steps_per_epoch = 3 }'
+    assert "steps_per_epoch" in _error(MINIMAL_RECIPE.replace('weight = "${beta}"', f"weight = {hidden}"))
+
+
 def test_linear_schedule_midpoint_is_exact():
     s = Schedule(kind="linear", start=0.0, end=10.0, from_step=100, to_step=200)
     assert s.at(125) == pytest.approx(2.5)

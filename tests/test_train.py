@@ -154,3 +154,16 @@ def test_a_data_set_too_large_for_the_knn_radius_is_refused_before_the_run_direc
     with pytest.raises(RecipeError, match="eps_knn = 0"):
         _train(tmp_path, "imae", ("objective.terms.vat.params={ eps = 0.25, eps_knn = 5 }",), steps=2)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("batch_size, steps_per_epoch", [(49, 12), (98, 6)])
+def test_epoch_schedules_follow_the_runs_own_epochs(batch_size, steps_per_epoch):
+    """A z term ramped in over epochs 1-2 is 0 through the first epoch, half way at 1.5 and full from 2, in
+    steps of this run's data (588 toy images) and batch size."""
+    ramp = '{ schedule = "linear_epochs", start = 0.0, end = 4.0, from_epoch = 1, to_epoch = 2 }'
+    recipe = load_recipe(RECIPES / "imae_mnist.toml", overrides=[*TOY_OVERRIDES, f"train.batch_size={batch_size}",
+                                                                  f"objective.terms.marginal_kl.weight={ramp}"])
+    trainer = Trainer(recipe, None, progress=False)
+    assert trainer.steps_per_epoch == steps_per_epoch
+    weight = next(t.weight for t in trainer.objective.terms if t.label == "marginal_kl")
+    assert [weight.at(k * steps_per_epoch // 2) for k in (0, 2, 3, 4, 6)] == pytest.approx([0, 0, 2, 4, 4])

@@ -76,6 +76,11 @@ class ObjectiveSpec:
 
     terms: tuple[TermSpec, ...]
 
+    def in_steps(self, steps_per_epoch: int) -> ObjectiveSpec:
+        """The same objective with every weight schedule counted in steps (``Schedule.in_steps``)."""
+        return attrs.evolve(self, terms=tuple(attrs.evolve(t, weight=t.weight.in_steps(steps_per_epoch))
+                                              for t in self.terms))
+
 
 @attrs.frozen
 class TrainSpec:

@@ -23,7 +23,8 @@ from imae_kit.schedules import SCHEDULES, Schedule
 
 FLOAT32_MAX = 3.4028234663852886e38
 _SCHEDULE_KEYS = {"constant": ("value",), "linear_warmup": ("value", "steps"),
-                  "linear": ("start", "end", "from_step", "to_step")}
+                  "linear": ("start", "end", "from_step", "to_step"),
+                  "linear_epochs": ("start", "end", "from_epoch", "to_epoch")}
 
 
 def section_values(cls: type, table: dict, ctx: RecipeText, where: str, section: str | None = None, *,
@@ -162,6 +163,9 @@ def _schedule(value: Any, ctx: RecipeText, where: str) -> Schedule:
     if kind == "linear" and schedule.to_step <= schedule.from_step:
         raise ctx.error(w, f"'to_step' ({schedule.to_step}) must be greater than 'from_step' "
                            f"({schedule.from_step})", "to_step")
+    if kind == "linear_epochs" and schedule.to_epoch <= schedule.from_epoch:
+        raise ctx.error(w, f"'to_epoch' ({schedule.to_epoch:g}) must be greater than 'from_epoch' "
+                           f"({schedule.from_epoch:g})", "to_epoch")
     return schedule
 
 

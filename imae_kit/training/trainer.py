@@ -95,7 +95,7 @@ class Trainer:
             raise RunError(f"{recipe.source}: [model] cannot be built ({type(exc).__name__}: {str(exc)[:200]}); "
                            f"check latent_continuous, latent_discrete and the hidden widths") from None
         self.model.set_precision(self.precision)
-        self.objective = Objective.from_spec(recipe.objective)
+        self.objective = Objective.from_spec(recipe.objective.in_steps(self.steps_per_epoch))
         for weighted in self.objective.terms:  # a term's one-off work on the data, refused before any file
             prepare = getattr(weighted.term, "prepare", None)
             if callable(prepare):
