@@ -41,9 +41,9 @@ def test_show_prints_resolved_recipe_and_weighted_sum(cli_runner, monkeypatch):
     result = cli_runner("show", RECIPES / "imae_mnist.toml", "--set", "vars.beta=3")
     assert result.exit_code == 0, result.output
     assert re.search(r"^weight = 3(\.0)?$", result.output, re.M) and re.search(r"^weight = 7\.5$", result.output, re.M)
-    assert re.search(r"end = 6(\.0)?, from_step = 2400", result.output)  # TC's ramp ends at 2 beta
-    assert ("maximise  reconstruction + 3 * discrete_mi - 7.5 * vat - linear(0->3, steps 2400-4800) * marginal_kl"
-            " - linear(0->6, steps 2400-4800) * total_correlation" in result.output)
+    assert re.search(r"end = 6(\.0)?, from_epoch = 10", result.output)  # TC's ramp ends at 2 beta
+    assert ("maximise  reconstruction + 3 * discrete_mi - 7.5 * vat - linear(0->3, epochs 10-20) * marginal_kl"
+            " - linear(0->6, epochs 10-20) * total_correlation" in result.output)
     assert "monitored only  posterior_kl, aggregate_kl" in result.output
 
 
@@ -56,7 +56,7 @@ def test_compare_recipes_term_by_term(cli_runner, monkeypatch):
             if line.startswith("│") and line.split("│")[1].strip()}
     # total correlation: ramped in to 2 beta = 10 in IMAE (from epoch 10 on MNIST), monitored in the baselines
     cells = [c.strip() for c in rows["total_correlation"].split("│")[2:-1]]
-    assert cells == ["-linear(0->10, steps 2400-4800) [estimator='batch']", "monitor", "monitor", "monitor"]
+    assert cells == ["-linear(0->10, epochs 10-20) [estimator='batch']", "monitor", "monitor", "monitor"]
     cells = [c.strip() for c in rows["discrete_mi"].split("│")[2:-1]]
     assert cells == ["+5 [conditional_weight=0.25]", "monitor", "monitor", "monitor"]
     assert "capacity_kl" in rows and "posterior_kl" in rows

@@ -236,13 +236,14 @@ def test_conv_recipes_differ_only_in_objective_which_is_the_mlp_recipes_own():
 @pytest.mark.parametrize("data", DATASETS)
 def test_imae_weights_tc_at_twice_beta(data):
     r = load_recipe(RECIPES / f"imae_{data}.toml")
-    w = {t.name: t.weight.at(10**6) for t in r.objective.terms if not t.weight.always_zero}
+    w = {t.name: t.weight.in_steps(240).at(10**6) for t in r.objective.terms if not t.weight.always_zero}
     beta = r.vars["beta"]
     vat = 2.5 * beta if data == "mnist" else beta  # MNIST weights VAT as IMSAT does (README, "Defaults ...")
     assert w == pytest.approx({"reconstruction": 1.0, "discrete_mi": beta, "vat": vat,
                                "marginal_kl": beta, "total_correlation": 2 * beta})
     if data == "mnist":  # the z terms start late on MNIST: 0 for 10 epochs, ramped in over the next 10
-        z = {t.name: t.weight for t in r.objective.terms if t.name in ("marginal_kl", "total_correlation")}
+        z = {t.name: t.weight.in_steps(240) for t in r.objective.terms  # 60,000 images, batch 250
+             if t.name in ("marginal_kl", "total_correlation")}
         assert [z["marginal_kl"].at(s) for s in (0, 2400, 3600, 4800)] == pytest.approx([0, 0, beta / 2, beta])
         assert [z["total_correlation"].at(s) for s in (0, 2400, 3600, 4800)] == pytest.approx([0, 0, beta, 2 * beta])
     mi = next(t for t in r.objective.terms if t.name == "discrete_mi").term
@@ -256,8 +257,8 @@ def test_recipe_formula_reads_as_paper_eq10():
         "maximise reconstruction + 5 * discrete_mi - 5 * vat - 5 * marginal_kl - 10 * total_correlation")
     mnist = load_recipe(RECIPES / "imae_mnist.toml", overrides=["vars.beta=5"]).objective_formula()
     assert re.sub(r"\s+", " ", mnist) == (
-        "maximise reconstruction + 5 * discrete_mi - 12.5 * vat - linear(0->5, steps 2400-4800) * marginal_kl"
-        " - linear(0->10, steps 2400-4800) * total_correlation")
+        "maximise reconstruction + 5 * discrete_mi - 12.5 * vat - linear(0->5, epochs 10-20) * marginal_kl"
+        " - linear(0->10, epochs 10-20) * total_correlation")
 
 
 def test_toy_overrides_apply_to_every_recipe():

@@ -140,7 +140,7 @@ def test_show_compare_data_list_and_sweep_tables_cut_nothing_at_60_columns(tmp_p
     assert result.exit_code == 0 and "…" not in result.output
     for name in ("reconstruction", "total_correlation", "capacity_kl", "aggregate_kl"):
         assert re.search(rf"(^|[\s│]){name}($|[\s│])", result.output, re.M), name
-    assert "-linear(0->10, steps 2400-4800) [estimator='batch']" in result.output
+    assert "-linear(0->10, epochs 10-20) [estimator='batch']" in result.output
 
     monkeypatch.setenv("IMAE_KIT_DATA", str(tmp_path / "a-rather-long-data-root-name" / "imae-kit-cache"))
     result = invoke_cli("data", "list", "--no-verify")
