@@ -264,17 +264,28 @@ def sweep(recipe: str, grid: Sequence[str], overrides: Sequence[str], steps: int
                                                "axis other than train.seed).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Figure file (default: SWEEP_DIR/figures/sweep.png "
                                                               "for one sweep; required for several).")
-def collect(sweep_dirs: Sequence[str], x: str | None, out: str | None) -> None:
+@click.option("--pool", is_flag=True, help="Sweeps of the same recipe, fixed overrides, budget and grid but "
+                                           "different seeds (run in several directories) are one series.")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Only this number, by its full or short name, e.g. --metric 'acc(y)' --metric NLL "
+                   "(repeatable; default: every number).")
+@click.option("--table", type=click.Path(dir_okay=False), help="Also write a Markdown table of what the figure "
+                                                                "draws: per series and x, the median (min-max).")
+def collect(sweep_dirs: Sequence[str], x: str | None, out: str | None, pool: bool, metrics: Sequence[str],
+            table: str | None) -> None:
     """Tabulate one or more sweep directories and plot them on shared axes (e.g. IMAE against beta-VAE)."""
     from imae_kit.sweep import Sweep
 
     if len(sweep_dirs) > 1 and out is None:
         raise click.UsageError("several sweeps share one figure: name it with --out FILE.png")
-    _report_sweeps([Sweep.open(d) for d in sweep_dirs], x=x, figure=out)
+    _report_sweeps([Sweep.open(d) for d in sweep_dirs], x=x, figure=out, pool=pool, metrics=list(metrics) or None,
+                   table=table)
 
 
-def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) -> None:
-    from imae_kit.sweep import SHORT_NAMES, format_cell, metric_columns, sweep_figure, write_table
+def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None, pool: bool = False,
+                   metrics: list[str] | None = None, table: str | None = None) -> None:
+    from imae_kit.runs import atomic_write_text
+    from imae_kit.sweep import SHORT_NAMES, format_cell, metric_columns, series, summary_table, sweep_figure, write_table
 
     for sw in sweeps:
         rows = sw.rows()
@@ -288,13 +299,26 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None) 
         cells = [[format_cell(row.get(c), digits=3) for c in grid_paths + ["status"] + shown] for row in shown_rows]
         print_table(console, columns, cells, title=f"sweep {sw.path}")
         console.print(f"table: {csv_path} and {md_path}", highlight=False, soft_wrap=True)
+    if pool:
+        for line in series(sweeps, pool=True):
+            console.print(f"series {line.label}: {len(line.sweeps)} sweep(s), {len(line.rows)} points",
+                          highlight=False, soft_wrap=True)
+            if line.mixed_recipe_texts:
+                err_console.print(f"[yellow]note:[/] the sweeps pooled as {escape(line.label)} began from different "
+                                  f"texts of {escape(line.sweeps[0].spec.recipe)}", highlight=False, soft_wrap=True)
     path = Path(figure) if figure else sweeps[0].figure_path
     try:
-        sweep_figure(sweeps, path, x=x)
+        sweep_figure(sweeps, path, x=x, metrics=metrics, pool=pool)
     except ImaeKitError as exc:
+        if metrics or pool or table:  # asked for by name: an error, not a note
+            raise
         err_console.print(f"[yellow]no figure:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return
+    if table:
+        atomic_write_text(Path(table), summary_table(sweeps, x=x, metrics=metrics, pool=pool))
     console.print(f"figure: {path}", highlight=False, soft_wrap=True)
+    if table:
+        console.print(f"summary: {table}", highlight=False, soft_wrap=True)
 
 
 cli.add_command(data)

@@ -219,6 +219,45 @@ def test_collect_needs_a_figure_path_for_several_sweeps_and_a_sweep_directory(tm
     assert missing.exit_code == 2 and "no sweep.json" in missing.output
 
 
+def test_collect_pools_seeds_run_in_separate_sweeps_into_one_series_with_median_tables(tmp_path, recipe_file,
+                                                                                      one_thread):
+    """Three seeds of one experiment in three sweep directories are one series under --pool: the summary
+    table's median and range at each beta are those of the three points' own sweep.csv rows (computed here
+    by sorting), --metric picks the panels by short or full name, and a point held twice is refused."""
+    sweeps = []
+    for seed in (0, 1, 2):
+        out = tmp_path / f"toy_s{seed}"
+        result = invoke_cli("sweep", recipe_file, "--grid", "vars.beta=0.5,4", "--grid", f"train.seed={seed}",
+                            "--steps", "6", "--out", out, "-q", "--no-eval")
+        assert result.exit_code == 0, result.output
+        sweeps.append(out)
+    metric = "reconstruction (last logged)"
+    table, figure = tmp_path / "summary.md", tmp_path / "pooled.png"
+    result = invoke_cli("collect", *sweeps, "--pool", "--metric", metric, "--out", figure, "--table", table)
+    assert result.exit_code == 0, result.output
+    assert "series toy: 3 sweep(s), 6 points" in result.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = table.read_text().splitlines()
+    assert lines[0] == f"| series | beta | n | {metric} |" and len(lines) == 4
+    for line, beta in zip(lines[2:], ("0.5", "4")):
+        values = sorted(float(r[metric]) for sw in sweeps for r in _csv_rows(sw / "sweep.csv")
+                        if r["vars.beta"] == beta)
+        assert len(values) == 3 and values[0] < values[-1]  # the seeds differ, so the range is a range
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:3] == ["toy", beta, "3"]
+        assert cells[3] == f"{values[1]:.3g} ({values[0]:.3g}-{values[2]:.3g})"
+
+    unpooled = invoke_cli("collect", *sweeps, "--out", figure, "--table", table)
+    assert unpooled.exit_code == 0, unpooled.output
+    assert [line.split("|")[1].strip() for line in table.read_text().splitlines()[2:]][::2] == \
+        ["toy_s0", "toy_s1", "toy_s2"]
+
+    unknown = invoke_cli("collect", *sweeps, "--pool", "--metric", "acc(y)", "--out", figure)
+    assert unknown.exit_code == 2 and "no number named 'acc(y)'" in unknown.output and metric in unknown.output
+    twice = invoke_cli("collect", sweeps[0], sweeps[0], "--pool", "--out", figure)
+    assert twice.exit_code == 2 and "both hold the point" in twice.output and "train.seed=0" in twice.output
+
+
 # ----------------------------------------------------------------------------- spreading a sweep
 
 def test_shards_split_the_points_by_index_and_bad_shards_are_refused():

@@ -12,7 +12,9 @@ directory holds
 
 Running the same sweep command again continues it: finished points are kept, interrupted ones resume
 from their checkpoint, diverged ones are reported and left alone. ``collect`` draws several sweeps (one
-per objective, say) on the same axes, as PAPER.md Figures 3 and 5 do.
+per objective, say) on the same axes, as PAPER.md Figures 3 and 5 do; with ``pool`` the sweeps of one
+experiment run in several directories (a seed each, say) are one series, and ``summary_table`` prints the
+medians and ranges the figure draws.
 
 Spreading a sweep (no scheduler of our own; any launcher does it):
 
@@ -37,6 +39,6 @@ tables and figures read every point's run directory, so they show the union of w
 from imae_kit.sweep.claims import default_threads
 from imae_kit.sweep.grid import (SWEEP_FORMAT, SEED_PATH, GridAxis, split_top_level, SweepPoint, grid_points, parse_shard, in_shard, SweepSpec)
 from imae_kit.sweep.runner import (SPEC_FILE, POINTS_DIR, CLAIMS_DIR, LOGS_DIR, TABLE_CSV, TABLE_MD, FIGURE_FILE, Sweep)
-from imae_kit.sweep.tables import (BAND, SHORT_NAMES, metric_columns, write_table, format_cell, default_axis, quantile, band_series, sweep_figure)
+from imae_kit.sweep.tables import (BAND, SHORT_NAMES, metric_columns, write_table, format_cell, default_axis, quantile, band_series, sweep_figure, Series, series, pool_key, pooled_label, pick_metrics, summary_table)
 
-__all__ = ["BAND", "CLAIMS_DIR", "FIGURE_FILE", "GridAxis", "LOGS_DIR", "POINTS_DIR", "SEED_PATH", "SHORT_NAMES", "SPEC_FILE", "SWEEP_FORMAT", "Sweep", "SweepPoint", "SweepSpec", "TABLE_CSV", "TABLE_MD", "band_series", "default_axis", "default_threads", "format_cell", "grid_points", "in_shard", "metric_columns", "parse_shard", "quantile", "split_top_level", "sweep_figure", "write_table"]
+__all__ = ["BAND", "CLAIMS_DIR", "FIGURE_FILE", "GridAxis", "LOGS_DIR", "POINTS_DIR", "SEED_PATH", "SHORT_NAMES", "SPEC_FILE", "SWEEP_FORMAT", "Series", "Sweep", "SweepPoint", "SweepSpec", "TABLE_CSV", "TABLE_MD", "band_series", "default_axis", "default_threads", "format_cell", "grid_points", "in_shard", "metric_columns", "parse_shard", "pick_metrics", "pool_key", "pooled_label", "quantile", "series", "split_top_level", "summary_table", "sweep_figure", "write_table"]

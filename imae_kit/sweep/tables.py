@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+import attrs
 
 from imae_kit import figures
 from imae_kit.errors import RunError
@@ -114,19 +118,122 @@ def band_series(rows: Sequence[dict[str, Any]], x: str, metric: str) -> list[tup
             for xv, ys in sorted(groups.items())]
 
 
+@attrs.frozen
+class Series:
+    """One line of a figure or block of a summary table: a sweep, or several pooled (``series(pool=True)``)."""
+
+    label: str
+    sweeps: tuple[Sweep, ...]
+    rows: tuple[dict[str, Any], ...]
+
+    @property
+    def grid_paths(self) -> list[str]:
+        """The grid paths of its sweeps (pooled sweeps share them)."""
+        return [a.path for a in self.sweeps[0].spec.grid]
+
+    @property
+    def mixed_recipe_texts(self) -> bool:
+        """Whether its sweeps began from different texts of the recipe file (as far as sweep.json kept them)."""
+        return len({s.spec.recipe_sha256 for s in self.sweeps if s.spec.recipe_sha256}) > 1
+
+
+def pool_key(sweep: Sweep) -> tuple[Any, ...]:
+    """What pooled sweeps share: the recipe, the fixed overrides, the budget, evaluation and every grid path but
+    the seed's (sweeps differing only in their seeds are one experiment run in several directories)."""
+    spec = sweep.spec
+    return (spec.recipe, tuple(sorted(spec.fixed)), spec.steps, spec.evaluate,
+            tuple(a.path for a in spec.grid), tuple(a.values for a in spec.grid if a.path != SEED_PATH))
+
+
+def pooled_label(sweeps: Sequence[Sweep]) -> str:
+    """The pooled sweeps' directory names' common prefix, without a trailing ``_s``/``_``/``-`` (``imae_s0`` and
+    ``imae_s1`` are ``imae``), or the recipe's file stem where they share none."""
+    names = [s.name() for s in sweeps]
+    prefix = os.path.commonprefix(names)
+    if len(names) > 1:
+        prefix = re.sub(r"(_s(eed)?)?[_-]*$", "", prefix)
+    return prefix or Path(sweeps[0].spec.recipe).stem
+
+
+def series(sweeps: Sequence[Sweep], pool: bool = False) -> list[Series]:
+    """The sweeps as series, one each, or with ``pool`` those of one experiment (``pool_key``) as one series
+    whose rows are all their points. Two pooled sweeps holding the same point (same grid values) are refused:
+    that point would count twice in the medians."""
+    groups: dict[tuple[Any, ...], list[Sweep]] = {}
+    for sweep in sweeps:
+        groups.setdefault(pool_key(sweep) if pool else (id(sweep),), []).append(sweep)
+    out = []
+    for members in groups.values():
+        rows: list[dict[str, Any]] = []
+        held: dict[tuple[Any, ...], Path] = {}
+        for sweep in members:
+            for row in sweep.rows():
+                point = tuple((a.path, row.get(a.path)) for a in sweep.spec.grid)
+                if point in held:
+                    where = ", ".join(f"{p}={v}" for p, v in point)
+                    raise RunError(f"{held[point]} and {sweep.path} both hold the point {where}: pool sweeps of "
+                                   "different seeds, or leave out --pool")
+                held[point] = sweep.path
+                rows.append(row)
+        label = pooled_label(members) if pool else members[0].name()
+        out.append(Series(label, tuple(members), tuple(rows)))
+    return out
+
+
+def pick_metrics(rows: Iterable[dict[str, Any]], skip: Iterable[str], wanted: Sequence[str] | None) -> list[str]:
+    """The numbers to show: every numeric column of ``rows`` (but ``skip``), or those named in ``wanted`` by
+    their full or short name (``SHORT_NAMES``), in that order; an unknown name is refused with the choices."""
+    present = metric_columns(rows, skip=skip)
+    if not wanted:
+        return present
+    by_name = {name: name for name in present} | {SHORT_NAMES[n]: n for n in present if n in SHORT_NAMES}
+    unknown = [w for w in wanted if w not in by_name]
+    if unknown:
+        choices = ", ".join(SHORT_NAMES.get(n, n) for n in present)
+        raise RunError(f"no number named {', '.join(repr(u) for u in unknown)} in these sweeps; the numbers they "
+                       f"have: {choices}")
+    return [by_name[w] for w in wanted]
+
+
 def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
-                 metrics: Sequence[str] | None = None) -> Path:
-    """One panel per number against ``x``: for each sweep, the median over the other grid axes (seeds)
-    and its 10-90% band (PAPER.md's 80% intervals). Sweeps that share numbers share panels."""
+                 metrics: Sequence[str] | None = None, pool: bool = False) -> Path:
+    """One panel per number against ``x``: for each series (a sweep, or with ``pool`` the sweeps of one
+    experiment), the median over the other grid axes (seeds) and its 10-90% band (PAPER.md's 80% intervals).
+    Series that share numbers share panels; ``metrics`` (full or short names) picks and orders the panels."""
     x = x or default_axis(sweeps)
-    table = [(s, s.rows()) for s in sweeps]
-    if metrics is None:
-        metrics = []
-        for _, rows in table:
-            metrics += [m for m in metric_columns(rows, skip=[x] + [a.path for s, _ in table for a in s.spec.grid])
-                        if m not in metrics]
+    lines = series(sweeps, pool=pool)
+    skip = [x] + [p for line in lines for p in line.grid_paths]
+    metrics = pick_metrics([row for line in lines for row in line.rows], skip, metrics)
     if not metrics:
         raise RunError("no finished point has numbers to plot yet; run the sweep first")
-    panels = [(metric, [(sweep.name(), band_series(rows, x, metric)) for sweep, rows in table]) for metric in metrics]
+    panels = [(metric, [(line.label, band_series(line.rows, x, metric)) for line in lines]) for metric in metrics]
     title = f"median and {int(BAND[0] * 100)}-{int(BAND[1] * 100)}% band over the other grid axes"
     return figures.band_figure(panels, path, x_label=x, title=title)
+
+
+def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequence[str] | None = None,
+                  pool: bool = False) -> str:
+    """A Markdown table of what the figure draws: per series and value of ``x``, the number of points and, for
+    each number, the median over them with its range (``median (min-max)``; the value alone for one point)."""
+    x = x or default_axis(sweeps)
+    lines = series(sweeps, pool=pool)
+    skip = [x] + [p for line in lines for p in line.grid_paths]
+    metrics = pick_metrics([row for line in lines for row in line.rows], skip, metrics)
+    header = ["series", x.split(".")[-1], "n"] + [SHORT_NAMES.get(m, m) for m in metrics]
+    out = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for line in lines:
+        xs = sorted({float(r[x]) for r in line.rows if is_number(r.get(x))})
+        for xv in xs:
+            at = [r for r in line.rows if is_number(r.get(x)) and float(r[x]) == xv]
+            cells = [line.label, format_cell(xv), str(len(at))]
+            for metric in metrics:
+                ys = sorted(float(r[metric]) for r in at if is_number(r.get(metric)) and math.isfinite(r[metric]))
+                if not ys:
+                    cells.append("")
+                elif len(ys) == 1:
+                    cells.append(format_cell(ys[0], digits=3))
+                else:
+                    cells.append(f"{format_cell(statistics.median(ys), digits=3)} "
+                                 f"({format_cell(ys[0], digits=3)}-{format_cell(ys[-1], digits=3)})")
+            out.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
+    return "\n".join(out) + "\n"
