@@ -260,8 +260,8 @@ def sweep(recipe: str, grid: Sequence[str], overrides: Sequence[str], steps: int
 
 @cli.command()
 @click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--x", "x", metavar="PATH", help="Grid path for the horizontal axis (default: the first numeric "
-                                               "axis other than train.seed).")
+@click.option("--x", "x", metavar="PATH", help="Horizontal axis: a grid path (default: the first numeric axis "
+                                               "other than train.seed) or a number, e.g. --x NLL.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Figure file (default: SWEEP_DIR/figures/sweep.png "
                                                               "for one sweep; required for several).")
 @click.option("--pool", is_flag=True, help="Sweeps of the same recipe, fixed overrides, budget and grid but "
@@ -310,7 +310,7 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None, 
     try:
         sweep_figure(sweeps, path, x=x, metrics=metrics, pool=pool)
     except ImaeKitError as exc:
-        if metrics or pool or table:  # asked for by name: an error, not a note
+        if metrics or pool or table or x:  # asked for by name: an error, not a note
             raise
         err_console.print(f"[yellow]no figure:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return

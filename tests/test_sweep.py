@@ -252,6 +252,16 @@ def test_collect_pools_seeds_run_in_separate_sweeps_into_one_series_with_median_
     assert [line.split("|")[1].strip() for line in table.read_text().splitlines()[2:]][::2] == \
         ["toy_s0", "toy_s1", "toy_s2"]
 
+    other = "marginal_kl (last logged)"  # one number against another, as PAPER.md Figure 5 draws MIG against NLL
+    against = invoke_cli("collect", *sweeps, "--pool", "--x", other, "--metric", metric, "--out", figure,
+                         "--table", table)
+    assert against.exit_code == 0, against.output
+    rows = [r for sw in sweeps for r in _csv_rows(sw / "sweep.csv")]
+    assert table.read_text().splitlines()[0] == f"| series | {other} | n | {metric} |"
+    assert len(table.read_text().splitlines()) == 2 + len({float(r[other]) for r in rows}) == 8
+    bad_x = invoke_cli("collect", *sweeps, "--pool", "--x", "train.sead", "--out", figure)
+    assert bad_x.exit_code == 2 and "neither a grid path" in bad_x.output and "vars.beta" in bad_x.output
+
     unknown = invoke_cli("collect", *sweeps, "--pool", "--metric", "acc(y)", "--out", figure)
     assert unknown.exit_code == 2 and "no number named 'acc(y)'" in unknown.output and metric in unknown.output
     twice = invoke_cli("collect", sweeps[0], sweeps[0], "--pool", "--out", figure)

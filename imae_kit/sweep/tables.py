@@ -195,13 +195,29 @@ def pick_metrics(rows: Iterable[dict[str, Any]], skip: Iterable[str], wanted: Se
     return [by_name[w] for w in wanted]
 
 
+def resolve_axis(sweeps: Sequence[Sweep], lines: Sequence[Series], x: str | None) -> str:
+    """The horizontal axis: ``default_axis`` when ``x`` is None, else a grid path or one of the numbers (full or
+    short name), so that a figure can draw one number against another (PAPER.md Figure 5: MIG against the
+    reconstruction); anything else is refused with the choices."""
+    if x is None:
+        return default_axis(sweeps)
+    grid = [p for line in lines for p in line.grid_paths]
+    if x in grid:
+        return x
+    try:
+        return pick_metrics([row for line in lines for row in line.rows], [], [x])[0]
+    except RunError:
+        raise RunError(f"--x {x!r} is neither a grid path of these sweeps ({', '.join(dict.fromkeys(grid))}) nor "
+                       "a number they have; name one of either") from None
+
+
 def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
                  metrics: Sequence[str] | None = None, pool: bool = False) -> Path:
     """One panel per number against ``x``: for each series (a sweep, or with ``pool`` the sweeps of one
     experiment), the median over the other grid axes (seeds) and its 10-90% band (PAPER.md's 80% intervals).
     Series that share numbers share panels; ``metrics`` (full or short names) picks and orders the panels."""
-    x = x or default_axis(sweeps)
     lines = series(sweeps, pool=pool)
+    x = resolve_axis(sweeps, lines, x)
     skip = [x] + [p for line in lines for p in line.grid_paths]
     metrics = pick_metrics([row for line in lines for row in line.rows], skip, metrics)
     if not metrics:
@@ -215,11 +231,11 @@ def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequen
                   pool: bool = False) -> str:
     """A Markdown table of what the figure draws: per series and value of ``x``, the number of points and, for
     each number, the median over them with its range (``median (min-max)``; the value alone for one point)."""
-    x = x or default_axis(sweeps)
     lines = series(sweeps, pool=pool)
+    x = resolve_axis(sweeps, lines, x)
     skip = [x] + [p for line in lines for p in line.grid_paths]
     metrics = pick_metrics([row for line in lines for row in line.rows], skip, metrics)
-    header = ["series", x.split(".")[-1], "n"] + [SHORT_NAMES.get(m, m) for m in metrics]
+    header = ["series", SHORT_NAMES.get(x) or x.split(".")[-1], "n"] + [SHORT_NAMES.get(m, m) for m in metrics]
     out = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for line in lines:
         xs = sorted({float(r[x]) for r in line.rows if is_number(r.get(x))})
