@@ -47,6 +47,19 @@ def test_show_prints_resolved_recipe_and_weighted_sum(cli_runner, monkeypatch):
     assert "monitored only  posterior_kl, aggregate_kl" in result.output
 
 
+def test_the_readmes_show_example_is_what_show_prints(cli_runner, monkeypatch):
+    """README quotes the end of `imae-kit show recipes/imae_mnist.toml`; a recipe change must update it."""
+    monkeypatch.setenv("COLUMNS", "250")
+    readme = (RECIPES.parent / "README.md").read_text(encoding="utf-8")
+    quoted = [line.strip() for line in readme.splitlines()
+              if line.strip().startswith(("objective  maximise", "monitored only"))]
+    assert len(quoted) == 2, quoted
+    result = cli_runner("show", RECIPES / "imae_mnist.toml")
+    assert result.exit_code == 0, result.output
+    printed = [line.strip() for line in result.output.splitlines()]
+    assert all(line in printed for line in quoted), (quoted, printed[-4:])
+
+
 def test_compare_recipes_term_by_term(cli_runner, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     items = [RECIPES / f"{m}_mnist.toml" for m in ("imae", "beta_vae", "infovae", "jointvae")]
