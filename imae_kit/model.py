@@ -27,7 +27,14 @@ class Encoder(nn.Module):
     The last layer is one linear head split into mu, log sigma (clamped to [-9, 5]) and the logits of y,
     normalised by log-softmax. ``logits_init_scale`` multiplies the initial weights and biases of the logits'
     rows of that head: IMSAT (Hu et al. 2017) starts them at 1e-4 of the usual scale, so that p(y|x) starts
-    uniform for every x and no cluster is favoured by the initialisation."""
+    uniform for every x and no cluster is favoured by the initialisation.
+
+    Under bf16 the body runs in bf16 and the head in fp32 (on the body's output cast up): mu, log sigma and
+    the logits are the posterior's parameters, which every term reads at full precision, and a bf16 head
+    rounds them to 8 bits (log sigma = -4 to steps of 0.03). The head is under 1% of the encoder's
+    arithmetic; with it in bf16, beta-TCVAE at beta 8 on dSprites diverged (its KLs grew from 6 to 800 nats
+    between steps 200 and 300) where fp32, and bf16 with an fp32 head, stayed bounded
+    (docs/results/claims_s14.md, "dSprites")."""
 
     def __init__(self, body: nn.Module, body_out: int, latent_continuous: int, latent_discrete: int,
                  logits_init_scale: float = 1.0):
@@ -45,9 +52,11 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> Posterior:
         """Encode a flattened batch into p(y|x) and p(z|x) (PAPER.md, Model); the outputs are fp32."""
         with networks_autocast(x.device.type, self.compute_dtype):
-            h = self.head(self.body(x))
+            h = self.body(x)
         if h.dtype in (torch.bfloat16, torch.float16):
             h = h.float()
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the head in fp32 (class docstring)
+            h = self.head(h)
         k1 = self.latent_continuous
         mu, log_sigma, logits = h[:, :k1], h[:, k1:2 * k1], h[:, 2 * k1:]
         sigma = log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp()

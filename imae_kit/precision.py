@@ -2,7 +2,9 @@
 
 ``train.precision`` is ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where native, else fp32). Under bf16 the
 encoder and decoder run inside ``torch.autocast`` and hand their outputs on as fp32, so every term's
-log-densities, logsumexps and KLs, and the parameters and optimiser state, stay in fp32. A computation that
+log-densities, logsumexps and KLs, and the parameters and optimiser state, stay in fp32. The encoder's last
+layer, which produces the posterior's parameters, runs in fp32 on the body's bf16 output
+(``imae_kit.model.Encoder``). A computation that
 needs the networks in fp32 too (VAT's finite-difference probe, whose step xi = 1e-6 is far below bf16's
 resolution) runs inside ``full_precision()``.
 """

@@ -59,6 +59,26 @@ def test_every_term_agrees_between_fp32_and_bf16_on_the_same_batch(tmp_path, one
 
 
 @native
+def test_the_encoder_head_runs_in_fp32_on_the_bf16_body(tmp_path, one_thread):
+    """Under bf16 the posterior's parameters are the fp32 head applied to the bf16 body's output (the same
+    product computed here outside autocast), not a bf16 head's output rounded to 8 bits."""
+    trainer = _trainer(tmp_path, "bf16")
+    encoder = trainer.model.encoder
+    x = trainer.train_set.get_batch(torch.arange(49)).x
+    with torch.no_grad(), P.step_autocast("cpu", torch.bfloat16):
+        posterior = trainer.model.encode(x)
+        body = encoder.body(x)
+    assert body.dtype == torch.bfloat16, "the body itself runs in bf16"
+    want = torch.nn.functional.linear(body.float(), encoder.head.weight, encoder.head.bias)
+    k1 = encoder.latent_continuous
+    assert torch.equal(posterior.mu, want[:, :k1])
+    assert torch.allclose(posterior.sigma, want[:, k1:2 * k1].clamp(-9.0, 5.0).exp(), rtol=1e-6)
+    assert torch.allclose(posterior.logits, torch.log_softmax(want[:, 2 * k1:], dim=-1), atol=1e-6)
+    rounded = posterior.mu.bfloat16().float()
+    assert (posterior.mu != rounded).float().mean() > 0.9, "a bf16 head's mu would all be representable in bf16"
+
+
+@native
 def test_fp32_and_bf16_runs_learn_alike(tmp_path, one_thread):
     """Over 300 steps both losses fall by the same amount, to within a few percent of each other."""
     results = {}
