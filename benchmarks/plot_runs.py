@@ -2,7 +2,8 @@
 
 Each RUN is a run directory with an eval.json, optionally followed by ``@LABEL``; ``--x`` and ``--y`` are
 dotted paths into eval.json (``reconstruction.nll_sampled``, ``mig.z_only.score``, ``accuracy.accuracy``).
-Runs that share a ``--group`` prefix of their label are joined by a line, in the order given.
+Runs that share a group (the label's part before ``:``) are drawn in one colour and joined by a line, in the
+order given; ``--points`` leaves the line out (seeds of one method, where an order means nothing).
 
     python benchmarks/plot_runs.py --x reconstruction.nll_sampled --y mig.z_only.score --out fig.png \\
         runs/a@IMAE:beta=1 runs/b@IMAE:beta=4 runs/c@beta-TCVAE:beta=6
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--xlabel")
     ap.add_argument("--ylabel")
     ap.add_argument("--title", default="")
+    ap.add_argument("--points", action="store_true", help="do not join a group's points by a line")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     groups: dict[str, list[tuple[float, float, str]]] = {}
@@ -55,7 +57,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(7.2, 3.8), dpi=110)
     for group, points in groups.items():
         xs, ys, names = zip(*points)
-        ax.plot(xs, ys, "o-", label=group)
+        ax.plot(xs, ys, "o" if args.points else "o-", label=group)
         for x, y, name in points:
             if name:
                 ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
