@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -73,3 +74,39 @@ def test_mig_speed_prints_the_kernel_against_the_exp_bound():
     assert share > 0  # the kernel's evaluations per second over exp's exponentials per second
     eager = next(line for line in out.splitlines() if line.strip().startswith("eager:"))
     assert float(eager.split("MIG z only ")[1].split(",")[0]) > 0.1  # four synthetic dimensions follow factors
+
+
+def _fake_run(root, name: str, seed: int, mig: float, nll: float, dims: list[float]):
+    """A run directory with just what run_table.py reads: recipe.toml (the seed) and eval.json."""
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    (run / "recipe.toml").write_text(f'name = "toy"\n[train]\nseed = {seed}\n')
+    (run / "eval.json").write_text(json.dumps({
+        "mig": {"z_only": {"score": mig, "gaps": {"scale": mig, "posX": 0.0}}},
+        "reconstruction": {"nll_sampled": nll},
+        "continuous": {"dimensions": [{"mutual_information": d} for d in dims]},
+    }))
+
+
+def test_run_table_prints_rows_medians_and_an_exact_test(tmp_path):
+    for seed, (mig, nll) in enumerate([(0.1, 100.0), (0.3, 90.0), (0.2, 95.0)]):
+        _fake_run(tmp_path / "a", f"{seed:03d}", seed, mig, nll, [2.0, 0.05, 1.0])
+    for seed, (mig, nll) in enumerate([(0.5, 80.0), (0.4, 85.0), (0.6, 70.0)]):
+        _fake_run(tmp_path / "b", f"{seed:03d}", seed, mig, nll, [3.0])
+    out = _script("run_table.py", f"{tmp_path / 'a'}@A", f"{tmp_path / 'b'}@B", "--versus", "A,B")
+    per_run = out.split("\n\n")[0]  # the per-run table, before the series' medians
+    rows = [line.split(" | ") for line in per_run.splitlines() if line.startswith("| A | ")]
+    assert [r[1] for r in rows] == ["0", "1", "2"] and rows[0][2] == "0.100"
+    assert rows[0][-3] == "2.00, 1.00"  # I(x;z_k) > 0.1 nats, largest first
+    assert rows[0][3] == "-"  # a number the evaluation did not measure
+    summary = next(line for line in out.splitlines() if line.startswith("| B | 3 |")).split(" | ")
+    assert summary[2] == "0.500 (0.400-0.600)" and summary[4] == "80.0 (70.0-85.0)"
+    # every B above every A on MIG: U = 9 of 9; exact two-sided p = 2 / C(6, 3) = 0.1
+    assert "MIG z: U = 9 of 9, p = 0.1" in out and "NLL: U = 0 of 9, p = 0.1" in out
+
+
+def test_run_table_names_a_missing_series(tmp_path):
+    _fake_run(tmp_path / "a", "000", 0, 0.1, 100.0, [1.0])
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_table.py"), f"{tmp_path / 'a'}@A",
+                           "--versus", "A,C"], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "no series named 'C'" in done.stderr
