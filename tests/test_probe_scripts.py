@@ -110,3 +110,17 @@ def test_run_table_names_a_missing_series(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_table.py"), f"{tmp_path / 'a'}@A",
                            "--versus", "A,C"], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "no series named 'C'" in done.stderr
+
+
+def test_plot_runs_median_reduces_the_runs_of_one_label_to_their_medians(tmp_path):
+    for seed, (mig, nll) in enumerate([(0.1, 100.0), (0.3, 90.0), (0.2, 97.0)]):
+        _fake_run(tmp_path, f"{seed:03d}", seed, mig, nll, [1.0])
+    _fake_run(tmp_path, "lone", 0, 0.4, 80.0, [1.0])
+    runs = [f"{tmp_path / 'runs' / f'{seed:03d}'}@A:b4" for seed in range(3)] + [f"{tmp_path / 'runs' / 'lone'}@A:b8"]
+    figure = tmp_path / "f.png"
+    out = _script("plot_runs.py", "--x", "reconstruction.nll_sampled", "--y", "mig.z_only.score", "--median",
+                  "--out", str(figure), *runs)
+    assert ("A:b4: median of 3 run(s): reconstruction.nll_sampled = 97 (90-100), "
+            "mig.z_only.score = 0.2 (0.1-0.3)") in out
+    assert "A:b8: median of 1 run(s): reconstruction.nll_sampled = 80 (80-80)" in out
+    assert figure.stat().st_size > 0
