@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from imae_kit.figures.plots import read_metrics  # noqa: E402
-from plot_runs import write_figure  # noqa: E402  (benchmarks/, the script's own folder)
+from plot_runs import split_label, write_figure  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def value(record: dict, key: str) -> float | None:
@@ -53,7 +53,7 @@ def main() -> None:
     keys = [k for k in args.keys.split(",") if k]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), dpi=110, squeeze=False)
     for spec in args.runs:
-        path, _, label = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        path, label = split_label(spec)
         run = Path(path)
         if not (run / "metrics.jsonl").is_file():
             raise SystemExit(f"{run}: no metrics.jsonl (is it a run directory?)")

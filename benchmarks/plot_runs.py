@@ -24,12 +24,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def lookup(data: dict, dotted: str) -> float:
-    """The number at a dotted path of a nested dict (SystemExit naming the path if it is not there)."""
+def split_label(spec: str) -> tuple[str, str]:
+    """A ``RUN[@LABEL]`` argument as (run path, label); the label is '' where none is given."""
+    path, _, label = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    return path, label
+
+
+def lookup(data: dict, dotted: str, required: bool = True) -> float | None:
+    """The number at a dotted path of a nested dict; where it is not there (or null), SystemExit naming the
+    path, or None when not ``required`` (a number that evaluation did not measure)."""
     node = data
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise SystemExit(f"{dotted!r} is not in eval.json (stopped at {part!r})")
+        if not isinstance(node, dict) or part not in node or node[part] is None:
+            if required:
+                raise SystemExit(f"{dotted!r} is not in eval.json (stopped at {part!r})")
+            return None
         node = node[part]
     return float(node)
 
@@ -50,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     groups: dict[str, list[tuple[float, float, str]]] = {}
     for spec in args.runs:
-        path, _, label = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        path, label = split_label(spec)
         eval_file = Path(path) / "eval.json"
         if not eval_file.is_file():
             raise SystemExit(f"{path}: no eval.json (evaluate the run first: imae-kit eval {path})")

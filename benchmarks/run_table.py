@@ -20,25 +20,17 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
+from plot_runs import lookup, split_label  # (benchmarks/, the script's own folder)
+
 # (column, dotted path in eval.json, format): the numbers summarised per series
 SUMMARY = (("MIG z", "mig.z_only.score", "{:.3f}"), ("MIG z,y", "mig.with_y.score", "{:.3f}"),
            ("NLL", "reconstruction.nll_sampled", "{:.1f}"), ("TC", "total_correlation.value", "{:.2f}"),
            ("acc(y)", "accuracy.accuracy", "{:.3f}"), ("I(x;y)", "discrete.mutual_information", "{:.2f}"))
 
 
-def lookup(data: dict, dotted: str) -> float | None:
-    """The number at a dotted path of a nested dict, or None where the evaluation did not measure it."""
-    node = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return None if node is None else float(node)
-
-
 def expand(spec: str) -> list[tuple[Path, str]]:
     """A ``RUN[@LABEL]`` argument as (run directory, label) pairs; a sweep directory gives all its runs."""
-    path, _, label = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    path, label = split_label(spec)
     root = Path(path)
     if (root / "eval.json").is_file():
         return [(root, label)]
@@ -60,7 +52,7 @@ def read_run(run: Path, label: str, active_nats: float) -> dict:
         "label": label or info.get("name") or recipe.get("name") or run.name,
         "run": str(run),
         "seed": (recipe.get("train") or {}).get("seed", "?"),
-        "numbers": {name: lookup(data, path) for name, path, _ in SUMMARY},
+        "numbers": {name: lookup(data, path, required=False) for name, path, _ in SUMMARY},
         "gaps": ((data.get("mig") or {}).get("z_only") or {}).get("gaps") or {},
         "active": active,
         "train_s": data.get("train_seconds"),
