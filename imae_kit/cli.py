@@ -264,8 +264,9 @@ def sweep(recipe: str, grid: Sequence[str], overrides: Sequence[str], steps: int
                                                "other than train.seed) or a number, e.g. --x NLL.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Figure file (default: SWEEP_DIR/figures/sweep.png "
                                                               "for one sweep; required for several).")
-@click.option("--pool", is_flag=True, help="Sweeps of the same recipe, fixed overrides, budget and grid but "
-                                           "different seeds (run in several directories) are one series.")
+@click.option("--pool", is_flag=True, help="Sweeps of the same recipe, fixed overrides, budget and grid paths "
+                                           "(one experiment run in several directories: a seed or a beta each) "
+                                           "are one series.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="Only this number, by its full or short name, e.g. --metric 'acc(y)' --metric NLL "
                    "(repeatable; default: every number).")

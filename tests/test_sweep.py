@@ -268,6 +268,37 @@ def test_collect_pools_seeds_run_in_separate_sweeps_into_one_series_with_median_
     assert twice.exit_code == 2 and "both hold the point" in twice.output and "train.seed=0" in twice.output
 
 
+def test_collect_pools_sweeps_of_one_beta_each_into_one_series_against_beta(tmp_path, recipe_file, one_thread):
+    """A sweep run one beta per directory (as two queues split it) pools into one series named by the
+    directories' common prefix up to a whole word, drawn against beta rather than the seed; each beta's median
+    and range are those of its own directory's rows (sorted here). A different budget is another series."""
+    dirs = {}
+    for beta, name in (("0.5", "toy_s16_b0.5"), ("4", "toy_s17_b4")):
+        dirs[beta] = tmp_path / name
+        result = invoke_cli("sweep", recipe_file, "--grid", f"vars.beta={beta}", "--grid", "train.seed=0,1,2",
+                            "--steps", "6", "--out", dirs[beta], "-q", "--no-eval")
+        assert result.exit_code == 0, result.output
+    metric = "reconstruction (last logged)"
+    table, figure = tmp_path / "summary.md", tmp_path / "pooled.png"
+    result = invoke_cli("collect", *dirs.values(), "--pool", "--metric", metric, "--out", figure, "--table", table)
+    assert result.exit_code == 0, result.output
+    assert "series toy: 2 sweep(s), 6 points" in result.output
+    lines = table.read_text().splitlines()
+    assert lines[0] == f"| series | beta | n | {metric} |" and len(lines) == 4
+    for line, (beta, sweep) in zip(lines[2:], dirs.items()):
+        values = sorted(float(r[metric]) for r in _csv_rows(sweep / "sweep.csv"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells == ["toy", beta, "3", f"{values[1]:.3g} ({values[0]:.3g}-{values[2]:.3g})"]
+
+    longer = tmp_path / "toy_s18_b8"
+    assert invoke_cli("sweep", recipe_file, "--grid", "vars.beta=8", "--grid", "train.seed=0", "--steps", "8",
+                      "--out", longer, "-q", "--no-eval").exit_code == 0
+    apart = invoke_cli("collect", *dirs.values(), longer, "--pool", "--metric", metric, "--out", figure)
+    assert apart.exit_code == 0, apart.output
+    assert "series toy: 2 sweep(s), 6 points" in apart.output and "series toy_s18_b8: 1 sweep(s), 1 points" in \
+        apart.output
+
+
 # ----------------------------------------------------------------------------- spreading a sweep
 
 def test_shards_split_the_points_by_index_and_bad_shards_are_refused():

@@ -85,16 +85,20 @@ def format_cell(value: Any, digits: int = 4) -> str:
 
 
 def default_axis(sweeps: Sequence[Sweep]) -> str:
-    """The axis to plot against: the first grid path with several numeric values that is not the seed."""
+    """The axis to plot against: the first grid path with several numeric values over all the sweeps that is not
+    the seed (sweeps of one beta each, side by side, are drawn against beta), else the seed's."""
+    values: dict[str, set[float]] = {}
     for sweep in sweeps:
         for axis in sweep.spec.grid:
-            numeric = [v for v in axis.values if is_number(parse_override_value(v))]
-            if axis.path != SEED_PATH and len(numeric) > 1:
-                return axis.path
-    for sweep in sweeps:
-        for axis in sweep.spec.grid:
-            if len(axis.values) > 1 and all(is_number(parse_override_value(v)) for v in axis.values):
-                return axis.path
+            parsed = [parse_override_value(v) for v in axis.values]
+            held = values.setdefault(axis.path, set())
+            if all(is_number(v) for v in parsed):
+                held.update(float(v) for v in parsed)
+            else:
+                held.add(math.nan)  # a non-numeric value rules the path out as an axis
+    numeric = [path for path, held in values.items() if len(held) > 1 and not any(math.isnan(v) for v in held)]
+    for path in sorted(numeric, key=lambda p: p == SEED_PATH):  # stable: grid order, the seed last
+        return path
     raise RunError("no grid axis with several numeric values to plot against; pass --x PATH")
 
 
@@ -138,19 +142,21 @@ class Series:
 
 
 def pool_key(sweep: Sweep) -> tuple[Any, ...]:
-    """What pooled sweeps share: the recipe, the fixed overrides, the budget, evaluation and every grid path but
-    the seed's (sweeps differing only in their seeds are one experiment run in several directories)."""
+    """What pooled sweeps share: the recipe, the fixed overrides, the budget, evaluation and the grid's paths, not
+    its values (one experiment run in several directories: a seed each, a beta each, or shards of both)."""
     spec = sweep.spec
-    return (spec.recipe, tuple(sorted(spec.fixed)), spec.steps, spec.evaluate,
-            tuple(a.path for a in spec.grid), tuple(a.values for a in spec.grid if a.path != SEED_PATH))
+    return (spec.recipe, tuple(sorted(spec.fixed)), spec.steps, spec.evaluate, tuple(a.path for a in spec.grid))
 
 
 def pooled_label(sweeps: Sequence[Sweep]) -> str:
-    """The pooled sweeps' directory names' common prefix, without a trailing ``_s``/``_``/``-`` (``imae_s0`` and
-    ``imae_s1`` are ``imae``), or the recipe's file stem where they share none."""
+    """The pooled sweeps' directory names' common prefix up to a whole ``_``/``-``-separated word, without a
+    trailing ``_s``/``_seed`` (``imae_s0`` and ``imae_s1`` are ``imae``; ``imae_s16_b4`` and ``imae_s17_b8`` are
+    ``imae``, not ``imae_s1``), or the recipe's file stem where they share none."""
     names = [s.name() for s in sweeps]
     prefix = os.path.commonprefix(names)
     if len(names) > 1:
+        if any(len(name) > len(prefix) and name[len(prefix)] not in "_-" for name in names):
+            prefix = re.sub(r"[^_-]*$", "", prefix)  # the names part inside a word: back to its start
         prefix = re.sub(r"(_s(eed)?)?[_-]*$", "", prefix)
     return prefix or Path(sweeps[0].spec.recipe).stem
 
@@ -172,7 +178,7 @@ def series(sweeps: Sequence[Sweep], pool: bool = False) -> list[Series]:
                 if point in held:
                     where = ", ".join(f"{p}={v}" for p, v in point)
                     raise RunError(f"{held[point]} and {sweep.path} both hold the point {where}: pool sweeps of "
-                                   "different seeds, or leave out --pool")
+                                   "different points (seeds or grid values), or leave out --pool")
                 held[point] = sweep.path
                 rows.append(row)
         label = pooled_label(members) if pool else members[0].name()
