@@ -272,19 +272,24 @@ def sweep(recipe: str, grid: Sequence[str], overrides: Sequence[str], steps: int
                    "(repeatable; default: every number).")
 @click.option("--table", type=click.Path(dir_okay=False), help="Also write a Markdown table of what the figure "
                                                                 "draws: per series and x, the median (min-max).")
+@click.option("--only", "only", multiple=True, metavar="PATH=V1,V2",
+              help="Draw and tabulate only the points with these grid values, e.g. --only train.seed=0,1,2 "
+                   "(repeatable, one per path).")
 def collect(sweep_dirs: Sequence[str], x: str | None, out: str | None, pool: bool, metrics: Sequence[str],
-            table: str | None) -> None:
+            table: str | None, only: Sequence[str]) -> None:
     """Tabulate one or more sweep directories and plot them on shared axes (e.g. IMAE against beta-VAE)."""
-    from imae_kit.sweep import Sweep
+    from imae_kit.sweep import Sweep, parse_only
 
     if len(sweep_dirs) > 1 and out is None:
         raise click.UsageError("several sweeps share one figure: name it with --out FILE.png")
+    kept = parse_only(only)
     _report_sweeps([Sweep.open(d) for d in sweep_dirs], x=x, figure=out, pool=pool, metrics=list(metrics) or None,
-                   table=table)
+                   table=table, only=kept)
 
 
 def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None, pool: bool = False,
-                   metrics: list[str] | None = None, table: str | None = None) -> None:
+                   metrics: list[str] | None = None, table: str | None = None,
+                   only: dict[str, tuple[Any, ...]] | None = None) -> None:
     from imae_kit.runs import atomic_write_text
     from imae_kit.sweep import SHORT_NAMES, format_cell, metric_columns, series, summary_table, sweep_figure, write_table
 
@@ -300,8 +305,8 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None, 
         cells = [[format_cell(row.get(c), digits=3) for c in grid_paths + ["status"] + shown] for row in shown_rows]
         print_table(console, columns, cells, title=f"sweep {sw.path}")
         console.print(f"table: {csv_path} and {md_path}", highlight=False, soft_wrap=True)
-    if pool:
-        for line in series(sweeps, pool=True):
+    if pool or only:
+        for line in series(sweeps, pool=pool, only=only):
             console.print(f"series {line.label}: {len(line.sweeps)} sweep(s), {len(line.rows)} points",
                           highlight=False, soft_wrap=True)
             if line.mixed_recipe_texts:
@@ -309,14 +314,14 @@ def _report_sweeps(sweeps: list[Any], x: str | None, figure: str | None = None, 
                                   f"texts of {escape(line.sweeps[0].spec.recipe)}", highlight=False, soft_wrap=True)
     path = Path(figure) if figure else sweeps[0].figure_path
     try:
-        sweep_figure(sweeps, path, x=x, metrics=metrics, pool=pool)
+        sweep_figure(sweeps, path, x=x, metrics=metrics, pool=pool, only=only)
     except ImaeKitError as exc:
-        if metrics or pool or table or x:  # asked for by name: an error, not a note
+        if metrics or pool or table or x or only:  # asked for by name: an error, not a note
             raise
         err_console.print(f"[yellow]no figure:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return
     if table:
-        atomic_write_text(Path(table), summary_table(sweeps, x=x, metrics=metrics, pool=pool))
+        atomic_write_text(Path(table), summary_table(sweeps, x=x, metrics=metrics, pool=pool, only=only))
     console.print(f"figure: {path}", highlight=False, soft_wrap=True)
     if table:
         console.print(f"summary: {table}", highlight=False, soft_wrap=True)

@@ -298,6 +298,30 @@ def test_collect_pools_sweeps_of_one_beta_each_into_one_series_against_beta(tmp_
     assert "series toy: 2 sweep(s), 6 points" in apart.output and "series toy_s18_b8: 1 sweep(s), 1 points" in \
         apart.output
 
+    # --only keeps the points with those grid values (seeds 0 and 2 here): medians of two, counted as two
+    only = invoke_cli("collect", *dirs.values(), "--pool", "--only", "train.seed=0,2", "--metric", metric,
+                      "--out", figure, "--table", table)
+    assert only.exit_code == 0, only.output
+    assert "series toy: 2 sweep(s), 4 points" in only.output
+    for line, (beta, sweep) in zip(table.read_text().splitlines()[2:], dirs.items()):
+        values = sorted(float(r[metric]) for r in _csv_rows(sweep / "sweep.csv") if r["train.seed"] in ("0", "2"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells == ["toy", beta, "2", f"{(values[0] + values[1]) / 2:.3g} ({values[0]:.3g}-{values[1]:.3g})"]
+    for bad, words in ((["--only", "train.sed=0"], ["train.sed", "not a grid path", "train.seed"]),
+                       (["--only", "train.seed"], ["PATH=V1,V2"]),
+                       (["--only", "train.seed=0", "--only", "train.seed=1"], ["more than once"])):
+        refused = invoke_cli("collect", *dirs.values(), "--pool", *bad, "--out", figure)
+        assert refused.exit_code == 2 and all(w in refused.output for w in words), refused.output
+
+    # a point not yet run (the other shard's) is not counted in n
+    half = tmp_path / "toy_s19_b2"
+    assert invoke_cli("sweep", recipe_file, "--grid", "vars.beta=2", "--grid", "train.seed=0,1,2", "--steps", "6",
+                      "--out", half, "-q", "--no-eval", "--shard", "1/2").exit_code == 0
+    partial = invoke_cli("collect", half, "--x", "vars.beta", "--metric", metric, "--out", figure, "--table", table)
+    assert partial.exit_code == 0, partial.output
+    assert [c.strip() for c in table.read_text().splitlines()[2].strip("|").split("|")][:3] == ["toy_s19_b2", "2",
+                                                                                               "2"]
+
 
 # ----------------------------------------------------------------------------- spreading a sweep
 

@@ -9,7 +9,7 @@ import os
 import re
 import statistics
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -19,7 +19,7 @@ from imae_kit.params import is_number
 from imae_kit.recipe import parse_override_value
 from imae_kit.report import markdown_cell
 from imae_kit.runs import atomic_write_text
-from imae_kit.sweep.grid import SEED_PATH
+from imae_kit.sweep.grid import SEED_PATH, split_top_level
 from imae_kit.sweep.runner import TABLE_CSV, TABLE_MD, Sweep
 
 
@@ -161,10 +161,35 @@ def pooled_label(sweeps: Sequence[Sweep]) -> str:
     return prefix or Path(sweeps[0].spec.recipe).stem
 
 
-def series(sweeps: Sequence[Sweep], pool: bool = False) -> list[Series]:
+def parse_only(specs: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """``--only PATH=V1,V2`` options -> {path: the values, parsed as ``--set`` parses them}."""
+    only: dict[str, tuple[Any, ...]] = {}
+    for spec in specs:
+        path, sep, text = spec.partition("=")
+        path = path.strip()
+        values = tuple(v.strip() for v in split_top_level(text)) if sep else ()
+        if not path or not values or any(v == "" for v in values):
+            raise RunError(f"--only {spec!r}: expected PATH=V1,V2,..., a grid path and the values to keep, e.g. "
+                           "--only train.seed=0,1,2")
+        if path in only:
+            raise RunError(f"--only names {path} more than once; list its values in one --only {path}=V1,V2")
+        only[path] = tuple(parse_override_value(v) for v in values)
+    return only
+
+
+def series(sweeps: Sequence[Sweep], pool: bool = False,
+           only: Mapping[str, Sequence[Any]] | None = None) -> list[Series]:
     """The sweeps as series, one each, or with ``pool`` those of one experiment (``pool_key``) as one series
     whose rows are all their points. Two pooled sweeps holding the same point (same grid values) are refused:
-    that point would count twice in the medians."""
+    that point would count twice in the medians. ``only`` ({grid path: values}) keeps the points whose value
+    of each path is one of those (seeds 0-2 of sweeps that ran more, say); a series left without points is
+    left out, and a path that is no sweep's grid path is refused."""
+    only = dict(only or {})
+    paths = {a.path for sweep in sweeps for a in sweep.spec.grid}
+    unknown = [p for p in only if p not in paths]
+    if unknown:
+        raise RunError(f"--only {', '.join(unknown)}: not a grid path of these sweeps; theirs: "
+                       f"{', '.join(sorted(paths))}")
     groups: dict[tuple[Any, ...], list[Sweep]] = {}
     for sweep in sweeps:
         groups.setdefault(pool_key(sweep) if pool else (id(sweep),), []).append(sweep)
@@ -180,9 +205,11 @@ def series(sweeps: Sequence[Sweep], pool: bool = False) -> list[Series]:
                     raise RunError(f"{held[point]} and {sweep.path} both hold the point {where}: pool sweeps of "
                                    "different points (seeds or grid values), or leave out --pool")
                 held[point] = sweep.path
-                rows.append(row)
+                if all(path in row and row[path] in values for path, values in only.items()):
+                    rows.append(row)
         label = pooled_label(members) if pool else members[0].name()
-        out.append(Series(label, tuple(members), tuple(rows)))
+        if rows or not only:
+            out.append(Series(label, tuple(members), tuple(rows)))
     return out
 
 
@@ -218,11 +245,12 @@ def resolve_axis(sweeps: Sequence[Sweep], lines: Sequence[Series], x: str | None
 
 
 def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
-                 metrics: Sequence[str] | None = None, pool: bool = False) -> Path:
+                 metrics: Sequence[str] | None = None, pool: bool = False,
+                 only: Mapping[str, Sequence[Any]] | None = None) -> Path:
     """One panel per number against ``x``: for each series (a sweep, or with ``pool`` the sweeps of one
     experiment), the median over the other grid axes (seeds) and its 10-90% band (PAPER.md's 80% intervals).
     Series that share numbers share panels; ``metrics`` (full or short names) picks and orders the panels."""
-    lines = series(sweeps, pool=pool)
+    lines = series(sweeps, pool=pool, only=only)
     x = resolve_axis(sweeps, lines, x)
     skip = [x] + [p for line in lines for p in line.grid_paths]
     metrics = pick_metrics([row for line in lines for row in line.rows], skip, metrics)
@@ -234,10 +262,11 @@ def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
 
 
 def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequence[str] | None = None,
-                  pool: bool = False) -> str:
-    """A Markdown table of what the figure draws: per series and value of ``x``, the number of points and, for
-    each number, the median over them with its range (``median (min-max)``; the value alone for one point)."""
-    lines = series(sweeps, pool=pool)
+                  pool: bool = False, only: Mapping[str, Sequence[Any]] | None = None) -> str:
+    """A Markdown table of what the figure draws: per series and value of ``x``, the number of points with
+    numbers (a point still training or diverged is not counted) and, for each number, the median over them with
+    its range (``median (min-max)``; the value alone for one point)."""
+    lines = series(sweeps, pool=pool, only=only)
     x = resolve_axis(sweeps, lines, x)
     skip = [x] + [p for line in lines for p in line.grid_paths]
     metrics = pick_metrics([row for line in lines for row in line.rows], skip, metrics)
@@ -247,7 +276,8 @@ def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequen
         xs = sorted({float(r[x]) for r in line.rows if is_number(r.get(x))})
         for xv in xs:
             at = [r for r in line.rows if is_number(r.get(x)) and float(r[x]) == xv]
-            cells = [line.label, format_cell(xv), str(len(at))]
+            counted = [r for r in at if any(is_number(r.get(m)) and math.isfinite(r[m]) for m in metrics)]
+            cells = [line.label, format_cell(xv), str(len(counted))]  # points with numbers, not pending ones
             for metric in metrics:
                 ys = sorted(float(r[metric]) for r in at if is_number(r.get(metric)) and math.isfinite(r[metric]))
                 if not ys:
