@@ -317,10 +317,13 @@ def test_collect_pools_sweeps_of_one_beta_each_into_one_series_against_beta(tmp_
     half = tmp_path / "toy_s19_b2"
     assert invoke_cli("sweep", recipe_file, "--grid", "vars.beta=2", "--grid", "train.seed=0,1,2", "--steps", "6",
                       "--out", half, "-q", "--no-eval", "--shard", "1/2").exit_code == 0
-    partial = invoke_cli("collect", half, "--x", "vars.beta", "--metric", metric, "--out", figure, "--table", table)
+    none_yet = tmp_path / "toy_s19_b3"  # its only point is the other shard's: a sweep with nothing run
+    assert invoke_cli("sweep", recipe_file, "--grid", "vars.beta=3", "--grid", "train.seed=0", "--steps", "6",
+                      "--out", none_yet, "-q", "--no-eval", "--shard", "2/2").exit_code == 0
+    partial = invoke_cli("collect", half, none_yet, "--pool", "--metric", metric, "--out", figure, "--table", table)
     assert partial.exit_code == 0, partial.output
-    assert [c.strip() for c in table.read_text().splitlines()[2].strip("|").split("|")][:3] == ["toy_s19_b2", "2",
-                                                                                               "2"]
+    rows = [[c.strip() for c in line.strip("|").split("|")][:3] for line in table.read_text().splitlines()[2:]]
+    assert rows == [["toy_s19", "2", "2"]]  # beta 3 has no row: none of its points has numbers
 
 
 # ----------------------------------------------------------------------------- spreading a sweep

@@ -264,7 +264,7 @@ def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
 def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequence[str] | None = None,
                   pool: bool = False, only: Mapping[str, Sequence[Any]] | None = None) -> str:
     """A Markdown table of what the figure draws: per series and value of ``x``, the number of points with
-    numbers (a point still training or diverged is not counted) and, for each number, the median over them with
+    numbers (a point still training or diverged is not counted; an x with none has no row) and, for each number, the median over them with
     its range (``median (min-max)``; the value alone for one point)."""
     lines = series(sweeps, pool=pool, only=only)
     x = resolve_axis(sweeps, lines, x)
@@ -277,6 +277,8 @@ def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequen
         for xv in xs:
             at = [r for r in line.rows if is_number(r.get(x)) and float(r[x]) == xv]
             counted = [r for r in at if any(is_number(r.get(m)) and math.isfinite(r[m]) for m in metrics)]
+            if not counted:  # every point at this x still to run: no row, as the figure draws none
+                continue
             cells = [line.label, format_cell(xv), str(len(counted))]  # points with numbers, not pending ones
             for metric in metrics:
                 ys = sorted(float(r[metric]) for r in at if is_number(r.get(metric)) and math.isfinite(r[metric]))
