@@ -23,17 +23,18 @@ class GridAxis:
     values: tuple[str, ...]
 
     @classmethod
-    def parse(cls, spec: str) -> "GridAxis":
-        """``PATH=V1,V2,...`` (commas inside brackets or quotes belong to a value: ``hidden=[64,64],[128]``)."""
+    def parse(cls, spec: str, option: str = "--grid") -> "GridAxis":
+        """``PATH=V1,V2,...`` (commas inside brackets or quotes belong to a value: ``hidden=[64,64],[128]``);
+        ``option`` names the command-line option in the errors (``collect --only`` takes the same form)."""
         path, sep, text = spec.partition("=")
         path = path.strip()
         if not sep or not path:
-            raise RecipeError(f"--grid {spec!r}: expected PATH=V1,V2,..., e.g. --grid vars.beta=1,2,4")
+            raise RecipeError(f"{option} {spec!r}: expected PATH=V1,V2,..., e.g. {option} vars.beta=1,2,4")
         values = tuple(v.strip() for v in split_top_level(text))
         if not values or any(v == "" for v in values):
-            raise RecipeError(f"--grid {spec!r}: empty value in the list; e.g. --grid {path}=1,2,4")
+            raise RecipeError(f"{option} {spec!r}: empty value in the list; e.g. {option} {path}=1,2,4")
         if len(set(values)) != len(values):
-            raise RecipeError(f"--grid {spec!r}: a value is listed twice")
+            raise RecipeError(f"{option} {spec!r}: a value is listed twice")
         return cls(path=path, values=values)
 
 

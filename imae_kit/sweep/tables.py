@@ -19,7 +19,7 @@ from imae_kit.params import is_number
 from imae_kit.recipe import parse_override_value
 from imae_kit.report import markdown_cell
 from imae_kit.runs import atomic_write_text
-from imae_kit.sweep.grid import SEED_PATH, split_top_level
+from imae_kit.sweep.grid import SEED_PATH, GridAxis
 from imae_kit.sweep.runner import TABLE_CSV, TABLE_MD, Sweep
 
 
@@ -87,18 +87,18 @@ def format_cell(value: Any, digits: int = 4) -> str:
 def default_axis(sweeps: Sequence[Sweep]) -> str:
     """The axis to plot against: the first grid path with several numeric values over all the sweeps that is not
     the seed (sweeps of one beta each, side by side, are drawn against beta), else the seed's."""
-    values: dict[str, set[float]] = {}
+    values: dict[str, set[float]] = {}  # grid order; a path with a non-numeric value is no axis
+    not_numeric: set[str] = set()
     for sweep in sweeps:
         for axis in sweep.spec.grid:
             parsed = [parse_override_value(v) for v in axis.values]
-            held = values.setdefault(axis.path, set())
             if all(is_number(v) for v in parsed):
-                held.update(float(v) for v in parsed)
+                values.setdefault(axis.path, set()).update(float(v) for v in parsed)
             else:
-                held.add(math.nan)  # a non-numeric value rules the path out as an axis
-    numeric = [path for path, held in values.items() if len(held) > 1 and not any(math.isnan(v) for v in held)]
-    for path in sorted(numeric, key=lambda p: p == SEED_PATH):  # stable: grid order, the seed last
-        return path
+                not_numeric.add(axis.path)
+    axes = [path for path, held in values.items() if len(held) > 1 and path not in not_numeric]
+    if axes:
+        return next((path for path in axes if path != SEED_PATH), axes[0])
     raise RunError("no grid axis with several numeric values to plot against; pass --x PATH")
 
 
@@ -162,18 +162,14 @@ def pooled_label(sweeps: Sequence[Sweep]) -> str:
 
 
 def parse_only(specs: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    """``--only PATH=V1,V2`` options -> {path: the values, parsed as ``--set`` parses them}."""
+    """``--only PATH=V1,V2`` options (``--grid``'s form) -> {path: the values, parsed as ``--set`` parses them}."""
     only: dict[str, tuple[Any, ...]] = {}
     for spec in specs:
-        path, sep, text = spec.partition("=")
-        path = path.strip()
-        values = tuple(v.strip() for v in split_top_level(text)) if sep else ()
-        if not path or not values or any(v == "" for v in values):
-            raise RunError(f"--only {spec!r}: expected PATH=V1,V2,..., a grid path and the values to keep, e.g. "
-                           "--only train.seed=0,1,2")
-        if path in only:
-            raise RunError(f"--only names {path} more than once; list its values in one --only {path}=V1,V2")
-        only[path] = tuple(parse_override_value(v) for v in values)
+        axis = GridAxis.parse(spec, option="--only")
+        if axis.path in only:
+            raise RunError(f"--only names {axis.path} more than once; list its values in one "
+                           f"--only {axis.path}=V1,V2")
+        only[axis.path] = tuple(parse_override_value(v) for v in axis.values)
     return only
 
 
@@ -264,8 +260,8 @@ def sweep_figure(sweeps: Sequence[Sweep], path: Path, x: str | None = None,
 def summary_table(sweeps: Sequence[Sweep], x: str | None = None, metrics: Sequence[str] | None = None,
                   pool: bool = False, only: Mapping[str, Sequence[Any]] | None = None) -> str:
     """A Markdown table of what the figure draws: per series and value of ``x``, the number of points with
-    numbers (a point still training or diverged is not counted; an x with none has no row) and, for each number, the median over them with
-    its range (``median (min-max)``; the value alone for one point)."""
+    numbers (a point still training or diverged is not counted; an x with none has no row) and, for each
+    number, the median over them with its range (``median (min-max)``; the value alone for one point)."""
     lines = series(sweeps, pool=pool, only=only)
     x = resolve_axis(sweeps, lines, x)
     skip = [x] + [p for line in lines for p in line.grid_paths]
