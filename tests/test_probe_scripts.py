@@ -124,3 +124,25 @@ def test_plot_runs_median_reduces_the_runs_of_one_label_to_their_medians(tmp_pat
             "mig.z_only.score = 0.2 (0.1-0.3)") in out
     assert "A:b8: median of 1 run(s): reconstruction.nll_sampled = 80 (80-80)" in out
     assert figure.stat().st_size > 0
+
+
+def test_select_runs_scores_the_pick_of_every_k_subset_against_a_hand_count(tmp_path):
+    # (TC, MIG) of four seeds; the 3-subsets and what the lowest TC picks, by hand:
+    # {0,1,2} -> 0.4 (median 0.3, best 0.4), {0,1,3} -> 0.4 (0.2, 0.4), {0,2,3} -> 0.4 (0.3, 0.4),
+    # {1,2,3} -> 0.1 (0.2, 0.3): picked median 0.4, mean 0.325; medians' median 0.25; bests' median 0.4
+    for seed, (tc, mig) in enumerate([(0.1, 0.4), (0.2, 0.1), (0.3, 0.3), (0.4, 0.2)]):
+        run = tmp_path / "runs" / f"{seed:03d}"
+        run.mkdir(parents=True)
+        (run / "recipe.toml").write_text(f'name = "toy"\n[train]\nseed = {seed}\n')
+        (run / "eval.json").write_text(json.dumps({"mig": {"z_only": {"score": mig}},
+                                                   "total_correlation": {"value": tc}}))
+    out = _script("select_runs.py", f"{tmp_path}@A", "--by", "TC", "--score", "MIG z", "--k", "3")
+    row = next(line for line in out.splitlines() if line.startswith("| A | 4 |")).split(" | ")
+    # ranks of MIG against TC's 1, 2, 3, 4: 4, 1, 3, 2, sum d^2 = 14, rho = 1 - 6 * 14 / (4 * 15) = -0.4;
+    # of the 24 orderings of four, 18 have sum d^2 <= 6 or >= 14 (Spearman's null for n = 4): p = 0.75
+    assert row[2:] == ["-0.40", "0.75", "4", "0.400 (0.325)", "0.250", "0.400", "3 of 4 |"]
+    assert "at least its subset's median in 3 of 4 subsets" in out
+    assert "A: seed 0, TC 0.1, MIG z 0.4" in out
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "select_runs.py"), str(tmp_path), "--k", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "at least 2 runs" in done.stderr

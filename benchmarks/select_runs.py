@@ -1,0 +1,122 @@
+"""Unsupervised model selection among seeds: how well does a number measured without labels (the evaluation's
+TC, say) pick, among k runs of one setting, the run with the best score (MIG z)?
+
+Each RUN is a run directory with an eval.json or a sweep directory, optionally followed by ``@LABEL``, as for
+``run_table.py``; runs with the same label are one series (the seeds of one setting). Per series it prints
+Spearman's rho between the criterion and the score with its exact permutation p (every ordering of the runs,
+up to 8 runs; sampled beyond), and over every k-subset of the series' runs (k restarts of the same recipe): the
+score of the run the criterion picks, against the subset's median (what one run gives, typically) and its
+best (an oracle that reads the labels). Then the run the criterion picks among all of the series' runs.
+
+    python benchmarks/select_runs.py runs/sweeps/imae_dsprites_s17_b8@b8 runs/sweeps/imae_dsprites_s17_b8_s34@b8 \\
+        --by TC --score "MIG z" --k 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import random
+import statistics
+
+from scipy.stats import rankdata
+
+from run_table import SUMMARY, expand, read_run  # (benchmarks/, the script's own folder)
+
+EXACT_UP_TO = 8  # runs; 8! = 40,320 orderings
+SAMPLED_ORDERINGS = 40_000
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rho: Pearson's correlation of the ranks (ties share their mean rank)."""
+    rx, ry = rankdata(xs), rankdata(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    den = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
+    return num / den if den else float("nan")
+
+
+def permutation_p(xs: list[float], ys: list[float], seed: int = 0) -> float:
+    """Two-sided p of rho: the share of orderings of ys whose |rho| reaches the observed one (exact up to
+    EXACT_UP_TO runs, else from SAMPLED_ORDERINGS random orderings)."""
+    observed = abs(spearman(xs, ys)) - 1e-12
+    if len(ys) <= EXACT_UP_TO:
+        orderings = list(itertools.permutations(ys))
+    else:
+        rng = random.Random(seed)
+        orderings = [rng.sample(ys, len(ys)) for _ in range(SAMPLED_ORDERINGS)]
+    return sum(abs(spearman(xs, list(o))) >= observed for o in orderings) / len(orderings)
+
+
+def pick(members: list[dict], by: str, prefer: str) -> dict:
+    """The run the criterion picks: the lowest (``prefer="low"``) or highest value of ``by``."""
+    choose = min if prefer == "low" else max
+    return choose(members, key=lambda m: m["numbers"][by])
+
+
+def subsets(members: list[dict], k: int, by: str, score: str, prefer: str) -> dict:
+    """Over every k-subset: the picked run's score, the subset's median score and its best score."""
+    picked, medians, best, hits = [], [], [], 0
+    for subset in itertools.combinations(members, k):
+        scores = [m["numbers"][score] for m in subset]
+        chosen = pick(list(subset), by, prefer)["numbers"][score]
+        picked.append(chosen)
+        medians.append(statistics.median(scores))
+        best.append(max(scores))
+        hits += chosen == max(scores)
+    return {"n": len(picked), "picked": picked, "medians": medians, "best": best, "hits": hits}
+
+
+def main() -> None:
+    names = [name for name, _, _ in SUMMARY]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", metavar="RUN[@LABEL]")
+    ap.add_argument("--by", default="TC", choices=names, help="the criterion, read without labels (default TC)")
+    ap.add_argument("--prefer", default="low", choices=("low", "high"), help="which end of --by wins (default low)")
+    ap.add_argument("--score", default="MIG z", choices=names, help="what the pick is judged by (default 'MIG z')")
+    ap.add_argument("--k", type=int, default=3, help="restarts per selection (default 3)")
+    args = ap.parse_args()
+    if args.k < 2:
+        ap.error(f"--k {args.k}: a selection needs at least 2 runs to choose from")
+
+    series: dict[str, list[dict]] = {}
+    for spec in args.runs:
+        for run, label in expand(spec):
+            row = read_run(run, label, active_nats=0.1)
+            if row["numbers"][args.by] is None or row["numbers"][args.score] is None:
+                print(f"skipped {run}: its eval.json has no {args.by if row['numbers'][args.by] is None else args.score}")
+                continue
+            series.setdefault(row["label"], []).append(row)
+
+    print(f"Pick the run with the {args.prefer}est {args.by} among k = {args.k}; judged by {args.score}.\n")
+    print(f"| series | runs | rho({args.by}, {args.score}) | p | {args.k}-subsets | picked: median (mean) | "
+          f"one run: median of subset medians | oracle: median of subset bests | picked the best |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    not_worse = total = 0
+    for label, members in series.items():
+        xs = [m["numbers"][args.by] for m in members]
+        ys = [m["numbers"][args.score] for m in members]
+        rho = spearman(xs, ys) if len(members) >= 3 else float("nan")
+        p = permutation_p(xs, ys) if len(members) >= 3 else float("nan")
+        if len(members) < args.k:
+            print(f"| {label} | {len(members)} | {rho:.2f} | {p:.3g} | 0 | - | - | - | - |")
+            continue
+        s = subsets(members, args.k, args.by, args.score, args.prefer)
+        not_worse += sum(c >= m for c, m in zip(s["picked"], s["medians"]))
+        total += s["n"]
+        print(f"| {label} | {len(members)} | {rho:.2f} | {p:.3g} | {s['n']} | "
+              f"{statistics.median(s['picked']):.3f} ({statistics.fmean(s['picked']):.3f}) | "
+              f"{statistics.median(s['medians']):.3f} | {statistics.median(s['best']):.3f} | {s['hits']} of {s['n']} |")
+    if total:
+        print(f"\nOver all series: the pick scored at least its subset's median in {not_worse} of {total} subsets.")
+
+    print(f"\nPicked among all of each series' runs ({args.prefer}est {args.by}):")
+    for label, members in series.items():
+        chosen = pick(members, args.by, args.prefer)
+        print(f"  {label}: seed {chosen['seed']}, {args.by} {chosen['numbers'][args.by]:.4g}, "
+              f"{args.score} {chosen['numbers'][args.score]:.4g}  ({chosen['run']})")
+
+
+if __name__ == "__main__":
+    main()
