@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
+from imae_kit.metrics.total_correlation import total_correlation
 from imae_kit.recipe import load_recipe
 from imae_kit.runs import RunDir, load_checkpoint
 from imae_kit.training import Trainer
@@ -45,6 +47,13 @@ def test_the_curves_are_logged_and_training_is_unchanged(tmp_path, one_thread):
     mean = probs.mean(0)
     mi = float(-(mean * mean.log()).sum() + (probs * probs.clamp_min(1e-300).log()).sum(1).mean())
     assert abs(last["mutual_information_y"] - mi) < 1e-9
+
+    # the TC: the final evaluation's estimator on the subset's posteriors, recomputed from the final model
+    with torch.no_grad():
+        post = model.encode(batch.x)
+    again = total_correlation(post.mu.float(), post.sigma.float(), num_samples=50, mixture_size=10_000,
+                              generator=torch.Generator().manual_seed(watched.recipe.train.seed + 1))
+    assert last["total_correlation"] == pytest.approx(again.value, abs=1e-6)
 
 
 def test_eval_split_train_measures_the_curves_on_training_images(tmp_path, one_thread):

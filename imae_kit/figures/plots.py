@@ -78,6 +78,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 EVAL_CURVES = {"accuracy": "accuracy of y", "mutual_information_y": "I(x;y)", "active_dimensions": "active z_k",
+               "total_correlation": "TC(z), nats",
                "mig_z": "MIG z (sampled)", "mig_with_y": "MIG with y (sampled)"}
 
 

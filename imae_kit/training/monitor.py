@@ -3,7 +3,9 @@
 Every ``eval_every`` steps the model is evaluated on a fixed subset of the evaluation split (or, with
 ``train.eval_split = "train"``, of the training split, to choose defaults without the test labels' help;
 ``train.eval_points`` images, drawn once from ``train.seed``): the accuracy of y and NMI (when the data
-has labels), I(x;y) of the subset, the active continuous dimensions, and the sampled MIG with and without
+has labels), I(x;y) of the subset, the active continuous dimensions, the total correlation of z (the final
+evaluation's estimator, ``imae_kit.metrics.total_correlation``, with ``train.eval_samples`` samples against
+up to 10,000 of the subset's posteriors), and the sampled MIG with and without
 y (when it has ground-truth factors; Chen et al.'s estimator on the subset, ``train.eval_samples``
 samples), with each factor's gap beside it (``mig_gaps``). The model runs in eval mode under no_grad with
 its own random generator, so a run with these curves trains exactly as one without them. The numbers go
@@ -25,6 +27,9 @@ from imae_kit.metrics.accuracy import cluster_accuracy
 from imae_kit.metrics.encodings import encode_dataset
 from imae_kit.metrics.mig import compute_mig, label_factors
 from imae_kit.metrics.settings import DEFAULT_BOUND_BELOW
+from imae_kit.metrics.total_correlation import total_correlation
+
+TC_MIXTURE = 10_000  # posteriors in the aggregate q(z) of the TC, as in the final evaluation
 
 
 class TrainingMonitor:
@@ -54,6 +59,11 @@ class TrainingMonitor:
                            generator=torch.Generator().manual_seed(self.seed), kernel="eager",
                            bound_below=DEFAULT_BOUND_BELOW)
 
+    def total_correlation(self, enc):
+        """TC(z) of the subset's encodings: the final evaluation's estimator, this monitor's samples and seed."""
+        return total_correlation(enc.mu, enc.sigma, num_samples=self.samples, mixture_size=TC_MIXTURE,
+                                 generator=torch.Generator().manual_seed(self.seed + 1))
+
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
         """The numbers of the model as it is now (model put in eval mode for the call, restored after)."""
         enc = self.encode(model)
@@ -63,6 +73,7 @@ class TrainingMonitor:
         variance_of_means, mean_variance = enc.mu.double().var(0), enc.sigma.double().square().mean(0)
         informative = 0.5 * torch.log1p(variance_of_means / mean_variance)  # eq. 5's lower bound, nats
         out["active_dimensions"] = int((informative > 0.1).sum())
+        out["total_correlation"] = self.total_correlation(enc).value
         if enc.labels is not None:
             k2 = enc.probs.shape[1]
             classes = getattr(self.dataset, "num_classes", None) or int(enc.labels.max()) + 1
