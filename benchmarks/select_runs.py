@@ -8,6 +8,10 @@ up to 8 runs; sampled beyond), and over every k-subset of the series' runs (k re
 score of the run the criterion picks, against the subset's median (what one run gives, typically) and its
 best (an oracle that reads the labels). Then the run the criterion picks among all of the series' runs.
 
+``--by-from RUN[@LABEL]`` reads the criterion from other runs, matched by label and seed: the same seeds
+stopped early (``imae-kit sweep ... --steps 800``), to ask whether the criterion after a short start picks the
+seed that ends best.
+
     python benchmarks/select_runs.py runs/sweeps/imae_dsprites_s17_b8@b8 runs/sweeps/imae_dsprites_s17_b8_s34@b8 \\
         --by TC --score "MIG z" --k 3
 """
@@ -76,20 +80,37 @@ def main() -> None:
     ap.add_argument("--prefer", default="low", choices=("low", "high"), help="which end of --by wins (default low)")
     ap.add_argument("--score", default="MIG z", choices=names, help="what the pick is judged by (default 'MIG z')")
     ap.add_argument("--k", type=int, default=3, help="restarts per selection (default 3)")
+    ap.add_argument("--by-from", action="append", default=[], metavar="RUN[@LABEL]",
+                    help="read --by from these runs (matched by label and seed), e.g. the same seeds stopped early")
     args = ap.parse_args()
     if args.k < 2:
         ap.error(f"--k {args.k}: a selection needs at least 2 runs to choose from")
+
+    early: dict[tuple[str, object], float | None] = {}
+    for spec in args.by_from:
+        for run, label in expand(spec):
+            row = read_run(run, label, active_nats=0.1)
+            if (row["label"], row["seed"]) in early:
+                raise SystemExit(f"--by-from: two runs of series {row['label']!r} with seed {row['seed']} "
+                                 f"(the second: {run}); give each seed once")
+            early[row["label"], row["seed"]] = row["numbers"][args.by]
 
     series: dict[str, list[dict]] = {}
     for spec in args.runs:
         for run, label in expand(spec):
             row = read_run(run, label, active_nats=0.1)
+            if args.by_from:
+                if (row["label"], row["seed"]) not in early:
+                    print(f"skipped {run}: no --by-from run of series {row['label']!r} with seed {row['seed']}")
+                    continue
+                row["numbers"][args.by] = early[row["label"], row["seed"]]
             if row["numbers"][args.by] is None or row["numbers"][args.score] is None:
                 print(f"skipped {run}: its eval.json has no {args.by if row['numbers'][args.by] is None else args.score}")
                 continue
             series.setdefault(row["label"], []).append(row)
 
-    print(f"Pick the run with the {args.prefer}est {args.by} among k = {args.k}; judged by {args.score}.\n")
+    source = f" (read from the --by-from runs of the same seed)" if args.by_from else ""
+    print(f"Pick the run with the {args.prefer}est {args.by}{source} among k = {args.k}; judged by {args.score}.\n")
     print(f"| series | runs | rho({args.by}, {args.score}) | p | {args.k}-subsets | picked: median (mean) | "
           f"one run: median of subset medians | oracle: median of subset bests | picked the best |")
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|")

@@ -130,12 +130,15 @@ def test_select_runs_scores_the_pick_of_every_k_subset_against_a_hand_count(tmp_
     # (TC, MIG) of four seeds; the 3-subsets and what the lowest TC picks, by hand:
     # {0,1,2} -> 0.4 (median 0.3, best 0.4), {0,1,3} -> 0.4 (0.2, 0.4), {0,2,3} -> 0.4 (0.3, 0.4),
     # {1,2,3} -> 0.1 (0.2, 0.3): picked median 0.4, mean 0.325; medians' median 0.25; bests' median 0.4
-    for seed, (tc, mig) in enumerate([(0.1, 0.4), (0.2, 0.1), (0.3, 0.3), (0.4, 0.2)]):
-        run = tmp_path / "runs" / f"{seed:03d}"
+    def write(root, seed, tc, mig):
+        run = root / "runs" / f"{seed:03d}"
         run.mkdir(parents=True)
         (run / "recipe.toml").write_text(f'name = "toy"\n[train]\nseed = {seed}\n')
         (run / "eval.json").write_text(json.dumps({"mig": {"z_only": {"score": mig}},
                                                    "total_correlation": {"value": tc}}))
+
+    for seed, (tc, mig) in enumerate([(0.1, 0.4), (0.2, 0.1), (0.3, 0.3), (0.4, 0.2)]):
+        write(tmp_path, seed, tc, mig)
     out = _script("select_runs.py", f"{tmp_path}@A", "--by", "TC", "--score", "MIG z", "--k", "3")
     row = next(line for line in out.splitlines() if line.startswith("| A | 4 |")).split(" | ")
     # ranks of MIG against TC's 1, 2, 3, 4: 4, 1, 3, 2, sum d^2 = 14, rho = 1 - 6 * 14 / (4 * 15) = -0.4;
@@ -143,6 +146,16 @@ def test_select_runs_scores_the_pick_of_every_k_subset_against_a_hand_count(tmp_
     assert row[2:] == ["-0.40", "0.75", "4", "0.400 (0.325)", "0.250", "0.400", "3 of 4 |"]
     assert "at least its subset's median in 3 of 4 subsets" in out
     assert "A: seed 0, TC 0.1, MIG z 0.4" in out
+
+    # the criterion from the same seeds stopped early (TC 0.4, 0.3, 0.2, 0.1: the order reversed; seed 4 only
+    # early): {0,1,2} -> seed 2 (0.3), the three subsets with seed 3 -> 0.2; rho of ranks 4,3,2,1 against
+    # 4,1,3,2: sum d^2 = 6, rho = +0.4, p = 0.75 again
+    for seed, tc in enumerate([0.4, 0.3, 0.2, 0.1, 0.0]):
+        write(tmp_path / "early", seed, tc, 0.0)
+    out = _script("select_runs.py", f"{tmp_path}@A", "--by-from", f"{tmp_path / 'early'}@A", "--k", "3")
+    row = next(line for line in out.splitlines() if line.startswith("| A | 4 |")).split(" | ")
+    assert row[2:] == ["0.40", "0.75", "4", "0.200 (0.225)", "0.250", "0.400", "0 of 4 |"]
+    assert "A: seed 3, TC 0.1, MIG z 0.2" in out
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "select_runs.py"), str(tmp_path), "--k", "1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "at least 2 runs" in done.stderr
