@@ -10,7 +10,8 @@ best (an oracle that reads the labels). Then the run the criterion picks among a
 
 ``--by-from RUN[@LABEL]`` reads the criterion from other runs, matched by label and seed: the same seeds
 stopped early (``imae-kit sweep ... --steps 800``), to ask whether the criterion after a short start picks the
-seed that ends best.
+seed that ends best. ``--by-step N`` reads it instead from the ``train.eval_every`` record at step N of
+those runs' metrics.jsonl (the fixed subset's numbers: ``TC`` is its ``total_correlation``).
 
     python benchmarks/select_runs.py runs/sweeps/imae_dsprites_s17_b8@b8 runs/sweeps/imae_dsprites_s17_b8_s34@b8 \\
         --by TC --score "MIG z" --k 3
@@ -22,12 +23,17 @@ import argparse
 import itertools
 import math
 import random
+import json
 import statistics
+from pathlib import Path
 
 from scipy.stats import rankdata
 
 from run_table import SUMMARY, expand, read_run  # (benchmarks/, the script's own folder)
 
+# the eval_every records' names of the numbers run_table.py reads from eval.json
+MONITOR_KEYS = {"MIG z": "mig_z", "MIG z,y": "mig_with_y", "TC": "total_correlation", "acc(y)": "accuracy",
+                "I(x;y)": "mutual_information_y"}
 EXACT_UP_TO = 8  # runs; 8! = 40,320 orderings
 SAMPLED_ORDERINGS = 40_000
 
@@ -51,6 +57,15 @@ def permutation_p(xs: list[float], ys: list[float], seed: int = 0) -> float:
         rng = random.Random(seed)
         orderings = [rng.sample(ys, len(ys)) for _ in range(SAMPLED_ORDERINGS)]
     return sum(abs(spearman(xs, list(o))) >= observed for o in orderings) / len(orderings)
+
+
+def monitored(run: Path, name: str, step: int) -> float | None:
+    """The number ``name`` of the run's eval_every record at ``step`` (None when the run has no such record)."""
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("step") == step and isinstance(record.get("eval"), dict):
+            return record["eval"].get(MONITOR_KEYS[name])
+    return None
 
 
 def pick(members: list[dict], by: str, prefer: str) -> dict:
@@ -82,9 +97,16 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3, help="restarts per selection (default 3)")
     ap.add_argument("--by-from", action="append", default=[], metavar="RUN[@LABEL]",
                     help="read --by from these runs (matched by label and seed), e.g. the same seeds stopped early")
+    ap.add_argument("--by-step", type=int, metavar="N",
+                    help="read --by from the eval_every record at step N (of the --by-from runs where given)")
     args = ap.parse_args()
     if args.k < 2:
         ap.error(f"--k {args.k}: a selection needs at least 2 runs to choose from")
+    if args.by_step is not None and args.by not in MONITOR_KEYS:
+        ap.error(f"--by-step: {args.by!r} is not in the eval_every records (there: {', '.join(MONITOR_KEYS)})")
+
+    def criterion(run: Path, row: dict) -> float | None:
+        return row["numbers"][args.by] if args.by_step is None else monitored(run, args.by, args.by_step)
 
     early: dict[tuple[str, object], float | None] = {}
     for spec in args.by_from:
@@ -93,7 +115,7 @@ def main() -> None:
             if (row["label"], row["seed"]) in early:
                 raise SystemExit(f"--by-from: two runs of series {row['label']!r} with seed {row['seed']} "
                                  f"(the second: {run}); give each seed once")
-            early[row["label"], row["seed"]] = row["numbers"][args.by]
+            early[row["label"], row["seed"]] = criterion(run, row)
 
     series: dict[str, list[dict]] = {}
     for spec in args.runs:
@@ -104,12 +126,15 @@ def main() -> None:
                     print(f"skipped {run}: no --by-from run of series {row['label']!r} with seed {row['seed']}")
                     continue
                 row["numbers"][args.by] = early[row["label"], row["seed"]]
+            else:
+                row["numbers"][args.by] = criterion(run, row)
             if row["numbers"][args.by] is None or row["numbers"][args.score] is None:
                 print(f"skipped {run}: its eval.json has no {args.by if row['numbers'][args.by] is None else args.score}")
                 continue
             series.setdefault(row["label"], []).append(row)
 
-    source = f" (read from the --by-from runs of the same seed)" if args.by_from else ""
+    source = f" at step {args.by_step} (eval_every subset)" if args.by_step is not None else ""
+    source += " (read from the --by-from runs of the same seed)" if args.by_from else ""
     print(f"Pick the run with the {args.prefer}est {args.by}{source} among k = {args.k}; judged by {args.score}.\n")
     print(f"| series | runs | rho({args.by}, {args.score}) | p | {args.k}-subsets | picked: median (mean) | "
           f"one run: median of subset medians | oracle: median of subset bests | picked the best |")

@@ -156,6 +156,17 @@ def test_select_runs_scores_the_pick_of_every_k_subset_against_a_hand_count(tmp_
     row = next(line for line in out.splitlines() if line.startswith("| A | 4 |")).split(" | ")
     assert row[2:] == ["0.40", "0.75", "4", "0.200 (0.225)", "0.250", "0.400", "0 of 4 |"]
     assert "A: seed 3, TC 0.1, MIG z 0.2" in out
+    # --by-step: the eval_every record at step 2 of the early runs, whose TC there is in the first order again
+    for seed, tc in enumerate([0.1, 0.2, 0.3, 0.4, 0.5]):
+        records = [{"step": 1, "eval": {"total_correlation": 9.0}}, {"step": 2, "eval": {"total_correlation": tc}}]
+        (tmp_path / "early" / "runs" / f"{seed:03d}" / "metrics.jsonl").write_text(
+            "\n".join(json.dumps(r) for r in records) + "\n")
+    out = _script("select_runs.py", f"{tmp_path}@A", "--by-from", f"{tmp_path / 'early'}@A", "--by-step", "2")
+    row = next(line for line in out.splitlines() if line.startswith("| A | 4 |")).split(" | ")
+    assert row[2:] == ["-0.40", "0.75", "4", "0.400 (0.325)", "0.250", "0.400", "3 of 4 |"]
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "select_runs.py"), str(tmp_path), "--by", "NLL",
+                           "--by-step", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "not in the eval_every records" in done.stderr
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "select_runs.py"), str(tmp_path), "--k", "1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "at least 2 runs" in done.stderr
