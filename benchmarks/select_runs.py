@@ -128,8 +128,9 @@ def main() -> None:
                 row["numbers"][args.by] = early[row["label"], row["seed"]]
             else:
                 row["numbers"][args.by] = criterion(run, row)
-            if row["numbers"][args.by] is None or row["numbers"][args.score] is None:
-                print(f"skipped {run}: its eval.json has no {args.by if row['numbers'][args.by] is None else args.score}")
+            missing = [name for name in (args.by, args.score) if row["numbers"][name] is None]
+            if missing:
+                print(f"skipped {run}: no {' and no '.join(missing)} measured for it")
                 continue
             series.setdefault(row["label"], []).append(row)
 
