@@ -102,7 +102,7 @@ class TrainSpec:
     grad_clip: float = float_field(0.0, min=0.0, doc="clip the gradient's L2 norm (0: off)")
     eval_every: int = int_field(0, min=0, doc="steps between evaluations on a fixed subset (0: off)")
     eval_points: int = int_field(20000, min=10, doc="images of that subset of the evaluation split")
-    eval_samples: int = int_field(2000, min=10, doc="samples of q(z|x) for that MIG")
+    eval_samples: int = int_field(2000, min=10, doc="samples of q(z|x) for that MIG and TC")
     eval_split: str = choice_field("test", ("test", "train"), doc="the split those curves are measured on: "
                                    "'train' to choose defaults without looking at the test split")
     sync_batch_norm: bool = bool_field(True, doc="over several processes (torchrun), BatchNorm normalises by "
